@@ -1,0 +1,36 @@
+# One shared virtual environment for every target; each target creates it on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.dlstructured-installed
+PYTEST := $(PY) -m pytest -p no:cacheprovider
+
+.PHONY: install test test-tensorflow test-jax fuzz demo docs examples lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,docs]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: test-tensorflow test-jax
+
+test-tensorflow: $(STAMP)
+	KERAS_BACKEND=tensorflow $(PYTEST) -m "not slow" -q
+
+test-jax: $(STAMP)
+	KERAS_BACKEND=jax $(PYTEST) -m "not slow" -q
+
+fuzz: $(STAMP)
+	KERAS_BACKEND=jax $(PYTEST) -m slow -q
+
+demo: $(STAMP)
+	$(VENV)/bin/dlstructured demo --out runs/demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks examples
+
+clean:
+	rm -rf $(VENV) site runs .pytest_cache .hypothesis

@@ -1,0 +1,53 @@
+"""dlstructured: Keras neural networks for structured (tabular) data.
+
+Importing the package is cheap and does not import Keras: each public name is loaded on first use,
+so a program can still choose its Keras backend (``KERAS_BACKEND``) after ``import dlstructured``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("dlstructured")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0+unknown"
+
+# Public name -> module that defines it. Modules load on first attribute access.
+_EXPORTS = {
+    # errors (no Keras)
+    "DLStructuredError": "errors",
+    "DataError": "errors",
+    "ModelFileError": "errors",
+    "IncompatibleModelError": "errors",
+    # task policy (no Keras until a loss or metric object is built)
+    "TASKS": "tasks",
+    "TaskPolicy": "tasks",
+    # blocks and builders
+    "dense_block": "blocks",
+    "linear_unit": "builders",
+    "dense_stack": "builders",
+    "binary_classifier": "builders",
+    "multiclass_classifier": "builders",
+    # training
+    "train": "training",
+    "EarlyStopping": "training",
+    "TrainingResult": "training",
+    "plot_history": "plotting",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str):
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'dlstructured' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module_name}"), name)
+    globals()[name] = value  # cache: later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,23 @@
+"""Exceptions raised by dlstructured.
+
+Every error the library raises on bad input is one of these or a plain ``TypeError``/``ValueError``
+whose message names the argument or column, what was expected and what was received.
+"""
+
+from __future__ import annotations
+
+
+class DLStructuredError(Exception):
+    """Base class of the library's own exceptions."""
+
+
+class DataError(DLStructuredError, ValueError):
+    """The data cannot be used as given: the message names the column and the fix."""
+
+
+class ModelFileError(DLStructuredError, ValueError):
+    """A model file is missing, truncated, not a model, or refused by safe loading."""
+
+
+class IncompatibleModelError(ModelFileError):
+    """A model file was written by an incompatible dlstructured format version."""
