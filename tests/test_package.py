@@ -10,6 +10,7 @@ import sys
 import dlstructured
 
 PUBLIC_NAMES = {
+    "CheckpointError",
     "DLStructuredError",
     "DataError",
     "EarlyStopping",
@@ -23,6 +24,7 @@ PUBLIC_NAMES = {
     "dense_block",
     "dense_stack",
     "linear_unit",
+    "load_checkpoint",
     "multiclass_classifier",
     "plot_history",
     "train",

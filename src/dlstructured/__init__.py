@@ -21,6 +21,7 @@ _EXPORTS = {
     "DataError": "errors",
     "ModelFileError": "errors",
     "IncompatibleModelError": "errors",
+    "CheckpointError": "errors",
     # task policy (no Keras until a loss or metric object is built)
     "TASKS": "tasks",
     "TaskPolicy": "tasks",
@@ -35,6 +36,8 @@ _EXPORTS = {
     "EarlyStopping": "training",
     "TrainingResult": "training",
     "plot_history": "plotting",
+    # checkpoints
+    "load_checkpoint": "checkpoints",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

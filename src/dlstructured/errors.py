@@ -21,3 +21,7 @@ class ModelFileError(DLStructuredError, ValueError):
 
 class IncompatibleModelError(ModelFileError):
     """A model file was written by an incompatible dlstructured format version."""
+
+
+class CheckpointError(ModelFileError):
+    """A checkpoint folder is missing, holds no completed checkpoint, or does not match the run."""

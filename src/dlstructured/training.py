@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from dlstructured import checkpoints
 from dlstructured._checks import (
     check_bool,
     check_choice,
@@ -463,6 +464,8 @@ def train(
     seed: int | None = None,
     engine: str = "auto",
     on_interrupt: str = "return",
+    checkpoint_dir: Any = None,
+    resume: bool = False,
 ) -> TrainingResult:
     """Compile and train a model, with early stopping, and return its learning curves and metrics.
 
@@ -517,6 +520,13 @@ def train(
             ``"jax"``. Defaults to ``"auto"``.
         on_interrupt: ``"return"`` the result so far on Ctrl-C, or ``"raise"``. Defaults to
             ``"return"``.
+        checkpoint_dir: A folder where, after every epoch, the best model so far
+            (``best.keras``, loadable with :func:`dlstructured.load_checkpoint`) and the latest
+            training state are written atomically, so a crash or kill leaves the previous
+            checkpoint intact. Defaults to ``None`` (no checkpoints).
+        resume: Continue the run saved in ``checkpoint_dir`` from its next epoch, with its
+            weights, optimizer state, history, early-stopping state and seed; pass the same
+            model, data and settings as the interrupted run. Defaults to ``False``.
 
     Returns:
         A :class:`TrainingResult`.
@@ -550,6 +560,8 @@ def train(
     seed = check_optional_seed("seed", seed)
     check_choice("engine", engine, ENGINES)
     check_choice("on_interrupt", on_interrupt, ("return", "raise"))
+    resumed, seed = checkpoints.state_to_resume(checkpoint_dir, resume, seed)
+    shuffle_seed = seed if seed is not None else int(np.random.default_rng().integers(2**31))
     stopping = _resolve_early_stopping(early_stopping)
     if task is not None:
         get_task(task)
@@ -618,7 +630,7 @@ def train(
             w_valid = np.asarray(validation_data[2], dtype="float32").reshape(-1)
         validation = (x_valid, y_valid, w_valid)
     elif valid_fraction is not None:
-        train_rows, valid_rows = _split_rows(len(x_train), valid_fraction, seed)
+        train_rows, valid_rows = _split_rows(len(x_train), valid_fraction, shuffle_seed)
         validation = (x_train[valid_rows], y_train[valid_rows],
                       None if weights is None else weights[valid_rows])
         x_train, y_train = x_train[train_rows], y_train[train_rows]
@@ -642,15 +654,25 @@ def train(
     mode = "max" if any(k in monitor for k in ("accuracy", "auc")) else "min"
     watcher = _Monitor(monitor, mode, stopping)
     all_callbacks: list[Any] = [watcher]
+    optimizer = _make_optimizer(optimizer, learning_rate)
+    if checkpoint_dir is not None:
+        all_callbacks.append(checkpoints.CheckpointWriter(
+            checkpoint_dir, watcher, save_model=model, optimizer=optimizer, seed=shuffle_seed,
+            epochs=epochs,
+        ))
     if verbose:
         all_callbacks.append(_EpochProgress(epochs, verbose))
     all_callbacks.extend(callbacks or [])
     callback_list = keras.callbacks.CallbackList(
         all_callbacks, add_history=False, add_progbar=False, model=network
     )
-    shuffle_seed = seed if seed is not None else int(np.random.default_rng().integers(2**31))
     _reset_dropout_seeds(network, shuffle_seed)
     engine_name, engine_fit = _select_engine(engine)
+    initial_epoch = 0
+    if resumed is not None:
+        initial_epoch = checkpoints.restore_checkpoint(resumed, network, optimizer, watcher)
+        if initial_epoch >= epochs or watcher.stopped_early:
+            engine_fit = checkpoints.no_epochs_left
     network.stop_training = False
 
     fit_started = time.perf_counter()
@@ -664,9 +686,9 @@ def train(
             validation=validation,
             loss=policy.make_loss() if loss is None else keras.losses.get(loss),
             metrics=policy.make_metrics(),
-            optimizer=_make_optimizer(optimizer, learning_rate),
+            optimizer=optimizer,
             epochs=epochs,
-            initial_epoch=0,
+            initial_epoch=initial_epoch,
             batch_size=batch_size,
             seed=shuffle_seed,
             callbacks=callback_list,

@@ -1,0 +1,171 @@
+"""Load a ``.keras`` file without ever running code from it, or fail with a clear message.
+
+A ``.keras`` file is a zip archive holding ``config.json`` (how to rebuild the model),
+``metadata.json`` and the weights. :func:`load_keras_file` checks the file before Keras sees it
+(present, not empty, a zip archive, a JSON configuration naming only Keras's and dlstructured's
+own classes, no ``Lambda`` layer or Python bytecode), then loads it with Keras safe mode on, and
+turns whatever Keras raises into a :class:`~dlstructured.ModelFileError` that names the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from dlstructured.errors import ModelFileError
+
+#: Top-level packages whose classes a model file may name.
+ALLOWED_MODULES = ("keras", "dlstructured")
+
+
+def _describe(path: Path) -> str:
+    return repr(str(path))
+
+
+def read_keras_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Check a ``.keras`` file's container and return its top-level configuration.
+
+    Args:
+        path: The ``.keras`` file.
+
+    Returns:
+        The parsed ``config.json`` of the archive.
+
+    Raises:
+        TypeError: If ``path`` is not a string or ``os.PathLike``.
+        ModelFileError: If the file is missing, empty, not a zip archive, truncated, or has no
+            readable ``config.json``.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"`path` must be a file path (str or os.PathLike). Received: path={path!r}")
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"No model file at {_describe(path)}. Check the path.")
+    if not path.is_file():
+        raise ModelFileError(f"{_describe(path)} is not a file (a folder?). Pass the .keras file.")
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"The model file {_describe(path)} is empty (0 bytes).")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+            if damaged is not None:
+                raise ModelFileError(
+                    f"The model file {_describe(path)} is corrupt: member {damaged!r} fails its "
+                    "checksum."
+                )
+            with archive.open("config.json") as handle:
+                config = json.load(handle)
+    except KeyError as error:
+        raise ModelFileError(
+            f"{_describe(path)} is a zip archive but not a Keras model file (no config.json)."
+        ) from error
+    except zipfile.BadZipFile as error:
+        raise ModelFileError(
+            f"{_describe(path)} is not a .keras model file, or it is truncated: not a readable "
+            f"zip archive ({error})."
+        ) from error
+    except (OSError, EOFError, ValueError, UnicodeDecodeError, zipfile.LargeZipFile) as error:
+        if isinstance(error, ModelFileError):
+            raise
+        raise ModelFileError(
+            f"The model file {_describe(path)} is unreadable (truncated or corrupt?): "
+            f"{type(error).__name__}: {error}"
+        ) from error
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ModelFileError(f"{_describe(path)} does not hold a Keras model configuration.")
+    return config
+
+
+def _refuse(path: Path, what: str) -> ModelFileError:
+    return ModelFileError(
+        f"Refused to load {_describe(path)}: it holds {what}. dlstructured loads model files with "
+        "Keras safe mode on and never runs code from a file; rebuild the model from code and load "
+        "only its weights if you trust the file's author."
+    )
+
+
+def check_config_is_safe(config: Any, path: str | os.PathLike) -> None:
+    """Refuse a configuration that names code outside Keras and dlstructured, or carries bytecode.
+
+    Args:
+        config: A parsed ``config.json``.
+        path: The file it came from (for the message).
+
+    Raises:
+        ModelFileError: If the configuration holds a ``Lambda`` layer, serialized Python code, or
+            a class or function from another package.
+    """
+    path = Path(path)
+    stack = [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+            continue
+        if not isinstance(item, dict):
+            continue
+        class_name = item.get("class_name")
+        if class_name in ("Lambda", "__lambda__") or "function_type" in item:
+            raise _refuse(path, "a Lambda layer (serialized Python code)")
+        module = item.get("module")
+        if isinstance(module, str) and "class_name" in item:
+            top = module.split(".", 1)[0]
+            is_keras_function = (
+                module == "builtins" and class_name == "function" and isinstance(item.get("config"), str)
+            )
+            if top not in ALLOWED_MODULES and not is_keras_function:
+                raise _refuse(path, f"{class_name!r} from module {module!r}, which is not Keras's")
+        stack.extend(item.values())
+
+
+def load_keras_file(path: str | os.PathLike) -> Any:
+    """Load a ``.keras`` model file safely, or raise :class:`~dlstructured.ModelFileError`.
+
+    Args:
+        path: The ``.keras`` file.
+
+    Returns:
+        The loaded ``keras.Model`` (a ``TabularModel`` when that is what was saved).
+
+    Raises:
+        TypeError: If ``path`` is not a string or ``os.PathLike``.
+        ModelFileError: If the file is missing, empty, truncated, corrupt, not a model, or holds
+            code (a ``Lambda`` layer, a class from another package); the message names the file.
+
+    Example:
+
+    >>> from dlstructured._safe_loading import load_keras_file
+    >>> load_keras_file("no-such-model.keras")
+    Traceback (most recent call last):
+    ...
+    dlstructured.errors.ModelFileError: No model file at 'no-such-model.keras'. Check the path.
+    """
+    config = read_keras_config(path)
+    path = Path(path)
+    check_config_is_safe(config, path)
+    import importlib.util
+
+    import keras
+
+    # Register dlstructured's own classes (CategoryEmbedding, TabularModel) before Keras looks
+    # them up by name.
+    import dlstructured.layers  # noqa: F401
+
+    if importlib.util.find_spec("dlstructured.tabular") is not None:
+        import dlstructured.tabular  # noqa: F401
+    try:
+        model = keras.saving.load_model(path, compile=True, safe_mode=True)
+    except Exception as error:  # noqa: BLE001 - every failure becomes one clear error
+        text = str(error)
+        if "safe_mode" in text or "unsafe" in text.lower() or "lambda" in text.lower():
+            raise _refuse(path, "code that Keras safe mode refuses") from error
+        raise ModelFileError(
+            f"Could not load the model file {_describe(path)}: {type(error).__name__}: "
+            f"{text[:500]}"
+        ) from error
+    if not isinstance(model, keras.Model):
+        raise ModelFileError(f"{_describe(path)} holds a {type(model).__name__}, not a model.")
+    return model

@@ -1,0 +1,523 @@
+"""Checkpoints that survive interruption, and resuming from them.
+
+``train(..., checkpoint_dir=folder)`` writes, after every completed epoch:
+
+- ``best.keras``: the best model so far by the monitored quantity (the ``TabularModel`` when one
+  is trained, so it predicts on raw rows; else the network), loadable with
+  :func:`load_checkpoint`;
+- ``state-<epoch>-<token>/``: the latest training state: every variable of the network (weights,
+  batch-normalization statistics, dropout seed-generator states) in ``variables.npz``, the
+  optimizer's variables in ``optimizer.npz``, the best weights in ``best_weights.npz`` and, in
+  ``state.json``, the epoch, the history rows, the early-stopping state and the shuffle seed;
+- ``checkpoint.json``: a small pointer naming the current state folder.
+
+Every write is atomic: files are written aside in the same folder, flushed to disk, then renamed
+over the old ones with ``os.replace``; a state folder is complete before the pointer names it, and
+older state folders are deleted only afterwards. A process killed at any moment leaves the
+previous checkpoint intact and loadable. Only ``.keras``, ``.npz`` (``allow_pickle=False``) and
+JSON files are written: loading a checkpoint never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from dlstructured.errors import CheckpointError
+
+FORMAT_VERSION = 1
+POINTER_FILE = "checkpoint.json"
+BEST_MODEL_FILE = "best.keras"
+STATE_FILE = "state.json"
+_TEMPORARY_PREFIX = ".tmp-"
+
+
+# --------------------------------------------------------------------------------------------
+# Atomic file writing
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries (new names, renames) to disk where the platform allows it."""
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - Windows cannot open folders
+        return
+    try:
+        os.fsync(handle)
+    except OSError:  # pragma: no cover - some file systems refuse fsync on folders
+        pass
+    finally:
+        os.close(handle)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _temporary_path(folder: Path, suffix: str) -> Path:
+    return folder / f"{_TEMPORARY_PREFIX}{secrets.token_hex(6)}{suffix}"
+
+
+def _replace_atomically(temporary: Path, final: Path) -> None:
+    _fsync_file(temporary)
+    os.replace(temporary, final)
+    _fsync_folder(final.parent)
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(payload, handle, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _write_npz(path: Path, arrays: list[np.ndarray]) -> None:
+    with open(path, "wb") as handle:
+        np.savez(handle, *arrays)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def save_model_atomically(model: Any, path: str | os.PathLike) -> None:
+    """Save a Keras model to a ``.keras`` file so that a crash never leaves a broken file.
+
+    The model is saved to a temporary file in the same folder, flushed to disk and renamed over
+    ``path``; until the rename, any previous file at ``path`` stays as it was.
+
+    Args:
+        model: A ``keras.Model`` (or ``TabularModel``).
+        path: Destination ending in ``.keras``.
+
+    Raises:
+        ValueError: If ``path`` does not end in ``.keras``.
+    """
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"`path` must end in .keras. Received: path={str(path)!r}")
+    temporary = _temporary_path(path.parent, ".keras")
+    try:
+        model.save(temporary)
+        _replace_atomically(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _host_values(variables: list) -> list[np.ndarray]:
+    return [np.array(keras.ops.convert_to_numpy(v.value)) for v in variables]
+
+
+# --------------------------------------------------------------------------------------------
+# The state of a run
+
+
+@dataclass
+class CheckpointState:
+    """The latest training state read back from a checkpoint folder.
+
+    Attributes:
+        epoch: Number of epochs completed (training resumes at epoch ``epoch + 1``).
+        seed: The shuffle seed of the run.
+        rows: The history so far: one dict of logged values per epoch.
+        monitor: The monitored quantity.
+        best: Its best value so far, or ``None``.
+        best_epoch: Epoch (from 1) of the best value, or ``None``.
+        wait: Epochs since the last improvement (early stopping's counter).
+        stopped_early: Whether early stopping had ended the run.
+        epochs: The ``epochs`` the run was started with.
+        variables: Values of every network variable, in ``network.variables`` order.
+        variable_paths: Their Keras paths (checked against the network on resume).
+        optimizer_variables: Values of the optimizer's variables, in order.
+        optimizer_paths: Their Keras paths.
+        best_weights: Values of ``network.weights`` at the best epoch, or ``None`` when there
+            is none or it is the last epoch (``best_is_current``).
+        best_is_current: Whether the best epoch is the last one completed.
+        folder: The state folder it was read from.
+    """
+
+    epoch: int
+    seed: int
+    rows: list[dict[str, float]]
+    monitor: str
+    best: float | None
+    best_epoch: int | None
+    wait: int
+    stopped_early: bool
+    epochs: int
+    variables: list[np.ndarray]
+    variable_paths: list[str]
+    optimizer_variables: list[np.ndarray]
+    optimizer_paths: list[str]
+    best_weights: list[np.ndarray] | None
+    best_is_current: bool
+    folder: Path
+
+    def variables_of(self, subset: list, network: Any) -> list[np.ndarray]:
+        """The saved values of ``subset``, a list of ``network``'s variables (such as weights)."""
+        by_id = {id(v): value for v, value in zip(network.variables, self.variables)}
+        return [by_id[id(v)] for v in subset]
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run had ended (all epochs run, or stopped early)."""
+        return self.stopped_early or self.epoch >= self.epochs
+
+
+class CheckpointWriter(keras.callbacks.Callback):
+    """Write the best model and the latest training state to a folder after every epoch.
+
+    ``train(..., checkpoint_dir=folder)`` adds one; it reads the early-stopping state from the
+    training monitor that runs before it. It works on every engine, since engines send
+    ``on_epoch_end`` with the model's variables up to date.
+
+    Args:
+        directory: The checkpoint folder (created if missing).
+        tracker: The object that tracks the run: attributes ``rows``, ``monitor``, ``best``,
+            ``best_epoch``, ``wait``, ``best_weights``, ``stopped_early``, ``diverged_epoch``.
+        save_model: The model saved as ``best.keras`` (a ``TabularModel`` or the network).
+        optimizer: The optimizer whose variables are saved.
+        seed: The shuffle seed of the run.
+        epochs: The run's ``epochs``.
+    """
+
+    def __init__(self, directory: Any, tracker: Any, *, save_model: Any, optimizer: Any,
+                 seed: int, epochs: int):
+        super().__init__()
+        self.directory = Path(directory)
+        self.tracker = tracker
+        self.save_model = save_model
+        self.optimizer = optimizer
+        self.seed = seed
+        self.epochs = epochs
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.tracker.diverged_epoch is not None:
+            return  # keep the last finite state; a resumed run repeats the epoch
+        done = epoch + 1
+        if self.tracker.best_epoch == done:
+            save_model_atomically(self.save_model, self.directory / BEST_MODEL_FILE)
+        self._write_state(done)
+
+    def _write_state(self, done: int) -> None:
+        tracker, network = self.tracker, self.model
+        name = f"state-{done:06d}-{secrets.token_hex(4)}"
+        folder = self.directory / name
+        temporary = self.directory / f"{_TEMPORARY_PREFIX}{name}"
+        try:
+            temporary.mkdir()
+            _write_npz(temporary / "variables.npz", _host_values(network.variables))
+            optimizer_variables = list(self.optimizer.variables) if self.optimizer.built else []
+            _write_npz(temporary / "optimizer.npz", _host_values(optimizer_variables))
+            best_is_current = tracker.best_epoch == done
+            if tracker.best_weights is not None and not best_is_current:
+                _write_npz(temporary / "best_weights.npz", tracker.best_weights)
+            best = tracker.best
+            _write_json(temporary / STATE_FILE, {
+                "format_version": FORMAT_VERSION,
+                "epoch": done,
+                "epochs": self.epochs,
+                "seed": self.seed,
+                "monitor": tracker.monitor,
+                "best": None if best is None else float(best),
+                "best_epoch": tracker.best_epoch,
+                "best_is_current": best_is_current,
+                "wait": tracker.wait,
+                "stopped_early": bool(tracker.stopped_early),
+                "rows": [{k: float(v) for k, v in row.items()} for row in tracker.rows],
+                "variable_paths": [v.path for v in network.variables],
+                "optimizer_paths": [v.path for v in optimizer_variables],
+                "backend": keras.backend.backend(),
+            })
+            _fsync_folder(temporary)
+            os.rename(temporary, folder)
+            _fsync_folder(self.directory)
+            pointer = _temporary_path(self.directory, ".json")
+            _write_json(pointer, {"format_version": FORMAT_VERSION, "state": name, "epoch": done})
+            _replace_atomically(pointer, self.directory / POINTER_FILE)
+        except BaseException:
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise
+        _remove_stale(self.directory, keep=name)
+
+
+def _remove_stale(directory: Path, keep: str) -> None:
+    """Delete state folders other than ``keep`` and leftovers of interrupted writes."""
+    for entry in directory.iterdir():
+        stale_state = entry.name.startswith("state-") and entry.name != keep
+        if stale_state or entry.name.startswith(_TEMPORARY_PREFIX):
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+def _check_directory(directory: Any) -> Path:
+    if not isinstance(directory, (str, os.PathLike)):
+        raise TypeError(
+            f"`checkpoint_dir` must be a folder path (str or os.PathLike). "
+            f"Received: checkpoint_dir={directory!r}"
+        )
+    return Path(directory)
+
+
+def _read_npz(path: Path) -> list[np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return [archive[f"arr_{index}"] for index in range(len(archive.files))]
+    except (OSError, ValueError, KeyError, EOFError) as error:
+        raise CheckpointError(f"The checkpoint file {str(path)!r} is unreadable: {error}") from error
+
+
+def read_checkpoint(directory: str | os.PathLike) -> CheckpointState:
+    """Read the latest training state from a checkpoint folder.
+
+    Args:
+        directory: A folder written by ``train(..., checkpoint_dir=directory)``.
+
+    Returns:
+        The :class:`CheckpointState` the pointer file names.
+
+    Raises:
+        TypeError: If ``directory`` is not a path.
+        CheckpointError: If the folder is missing, holds no completed checkpoint, or a file in
+            it is unreadable (the message names it).
+    """
+    directory = _check_directory(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"No checkpoint folder at {str(directory)!r}.")
+    pointer_path = directory / POINTER_FILE
+    if not pointer_path.is_file():
+        raise CheckpointError(
+            f"{str(directory)!r} holds no completed checkpoint (no {POINTER_FILE}): training "
+            "wrote none there yet."
+        )
+    try:
+        pointer = json.loads(pointer_path.read_text(encoding="utf-8"))
+        folder = directory / str(pointer["state"])
+        state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(
+            f"The checkpoint in {str(directory)!r} is unreadable: {type(error).__name__}: {error}"
+        ) from error
+    if state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"The checkpoint in {str(directory)!r} has format version "
+            f"{state.get('format_version')!r}; this dlstructured reads version {FORMAT_VERSION}."
+        )
+    best_is_current = bool(state["best_is_current"])
+    best_weights = None
+    if state["best_epoch"] is not None and not best_is_current:
+        best_weights = _read_npz(folder / "best_weights.npz")
+    return CheckpointState(
+        epoch=int(state["epoch"]),
+        seed=int(state["seed"]),
+        rows=[dict(row) for row in state["rows"]],
+        monitor=str(state["monitor"]),
+        best=state["best"],
+        best_epoch=state["best_epoch"],
+        wait=int(state["wait"]),
+        stopped_early=bool(state["stopped_early"]),
+        epochs=int(state["epochs"]),
+        variables=_read_npz(folder / "variables.npz"),
+        variable_paths=list(state["variable_paths"]),
+        optimizer_variables=_read_npz(folder / "optimizer.npz"),
+        optimizer_paths=list(state["optimizer_paths"]),
+        best_weights=best_weights,
+        best_is_current=best_is_current,
+        folder=folder,
+    )
+
+
+def _normalized(path: str) -> str:
+    """A variable path without Keras's automatic ``_1``, ``_2`` suffixes on its parts."""
+    return re.sub(r"_\d+(?=/|$)", "", path)
+
+
+def _check_matches(directory: Path, paths: list[str], values: list, variables: list) -> None:
+    """Raise unless ``variables`` are, by path and shape, those a checkpoint saved."""
+    same_paths = [_normalized(p) for p in paths] == [_normalized(v.path) for v in variables]
+    same_shapes = same_paths and all(
+        tuple(v.shape) == value.shape for v, value in zip(variables, values)
+    )
+    if not same_shapes:
+        mismatch = next(
+            (f"{p!r} {value.shape} there, {v.path!r} {tuple(v.shape)} here"
+             for p, value, v in zip(paths, values, variables)
+             if _normalized(p) != _normalized(v.path) or tuple(v.shape) != value.shape),
+            f"{len(paths)} variables there, {len(variables)} here",
+        )
+        raise CheckpointError(
+            f"The checkpoint in {str(directory)!r} was written for a different model or "
+            f"optimizer ({mismatch}). Resume with the same model and `optimizer` as the "
+            "interrupted run."
+        )
+
+
+class _Renamed:
+    """An optimizer variable seen without its optimizer's name (``adam/`` or ``adam_1/``)."""
+
+    def __init__(self, variable: Any):
+        self.path = variable.path.split("/", 1)[-1]
+        self.shape = variable.shape
+
+
+def restore_checkpoint(state: CheckpointState, network: Any, optimizer: Any, tracker: Any) -> int:
+    """Put a checkpoint's state back into a network, its optimizer and the run's tracker.
+
+    Args:
+        state: From :func:`read_checkpoint`.
+        network: The network being trained (built like the one that wrote the checkpoint).
+        optimizer: The run's optimizer (built here if needed).
+        tracker: The training monitor (history rows, early-stopping state, best weights).
+
+    Returns:
+        The number of epochs already completed: the ``initial_epoch`` to resume at.
+
+    Raises:
+        CheckpointError: If the network or optimizer does not match the checkpoint.
+    """
+    directory = state.folder.parent
+    if state.monitor != tracker.monitor:
+        raise CheckpointError(
+            f"The checkpoint in {str(directory)!r} monitored {state.monitor!r}, this run "
+            f"monitors {tracker.monitor!r}: resume with the same validation data and early "
+            "stopping as the interrupted run."
+        )
+    _check_matches(directory, state.variable_paths, state.variables, network.variables)
+    if state.optimizer_paths:
+        if not optimizer.built:
+            optimizer.build(network.trainable_variables)
+        _check_matches(
+            directory,
+            [p.split("/", 1)[-1] for p in state.optimizer_paths],
+            state.optimizer_variables,
+            [_Renamed(v) for v in optimizer.variables],
+        )
+        for variable, value in zip(optimizer.variables, state.optimizer_variables):
+            variable.assign(value)
+    for variable, value in zip(network.variables, state.variables):
+        variable.assign(value)
+    tracker.rows = [dict(row) for row in state.rows]
+    tracker.best = state.best
+    tracker.best_epoch = state.best_epoch
+    tracker.wait = state.wait
+    tracker.stopped_early = state.stopped_early
+    tracker.current_epoch = state.epoch
+    if state.best_is_current:
+        saved = state.variables_of(network.weights, network)
+        tracker.best_weights = [np.array(value) for value in saved]
+    elif state.best_weights is not None:
+        tracker.best_weights = [np.array(value) for value in state.best_weights]
+    return state.epoch
+
+
+def load_checkpoint(directory: str | os.PathLike) -> Any:
+    """Load the best model saved in a checkpoint folder.
+
+    Loading is safe (Keras safe mode stays on; no code from the file runs).
+
+    Args:
+        directory: A folder written by ``train(..., checkpoint_dir=directory)``.
+
+    Returns:
+        The best model so far: the ``TabularModel`` if one was trained, else the Keras network.
+
+    Raises:
+        TypeError: If ``directory`` is not a path.
+        CheckpointError: If the folder is missing or holds no completed checkpoint.
+        ModelFileError: If the saved model file is unreadable (the message names it).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from dlstructured import linear_unit, load_checkpoint, train
+    >>> x = np.linspace(-1, 1, 32, dtype="float32").reshape(-1, 1)
+    >>> _ = train(linear_unit(1, seed=0), x, 2 * x[:, 0], epochs=2, seed=0,
+    ...           checkpoint_dir=str(getfixture("tmp_path") / "run"))
+    >>> best = load_checkpoint(getfixture("tmp_path") / "run")
+    >>> best.predict(x[:2], verbose=0).shape
+    (2, 1)
+    """
+    directory = _check_directory(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"No checkpoint folder at {str(directory)!r}.")
+    path = directory / BEST_MODEL_FILE
+    if not path.is_file():
+        raise CheckpointError(
+            f"{str(directory)!r} holds no best model yet ({BEST_MODEL_FILE} is missing): no "
+            "epoch had completed when training stopped."
+        )
+    import dlstructured
+
+    if "load_model" in getattr(dlstructured, "_EXPORTS", {}):
+        return dlstructured.load_model(path)
+    from dlstructured._safe_loading import load_keras_file
+
+    return load_keras_file(path)
+
+
+__all__ = [
+    "CheckpointState",
+    "CheckpointWriter",
+    "load_checkpoint",
+    "read_checkpoint",
+    "restore_checkpoint",
+    "save_model_atomically",
+]
+
+
+def state_to_resume(checkpoint_dir: Any, resume: Any, seed: int | None):
+    """Check ``train``'s checkpoint arguments; read the state to resume from, if asked.
+
+    Args:
+        checkpoint_dir: ``train``'s ``checkpoint_dir``.
+        resume: ``train``'s ``resume``.
+        seed: ``train``'s (checked) ``seed``.
+
+    Returns:
+        ``(state, seed)``: the :class:`CheckpointState` (``None`` when not resuming) and the seed
+        the run must use (the interrupted run's when resuming).
+
+    Raises:
+        TypeError: If ``checkpoint_dir`` is not a path or ``resume`` not a bool.
+        ValueError: If ``resume=True`` without ``checkpoint_dir``, or ``seed`` differs from the
+            interrupted run's.
+        CheckpointError: If the folder holds no readable checkpoint.
+    """
+    from dlstructured._checks import check_bool
+
+    if checkpoint_dir is not None:
+        _check_directory(checkpoint_dir)
+    if not check_bool("resume", resume):
+        return None, seed
+    if checkpoint_dir is None:
+        raise ValueError(
+            "`resume=True` needs `checkpoint_dir`, the folder of the run to continue. "
+            "Received: checkpoint_dir=None"
+        )
+    state = read_checkpoint(checkpoint_dir)
+    if seed is not None and seed != state.seed:
+        raise ValueError(
+            f"`seed` must be the interrupted run's seed ({state.seed}) or None to resume it. "
+            f"Received: seed={seed}"
+        )
+    return state, state.seed
+
+
+def no_epochs_left(network: Any, **arguments: Any) -> None:
+    """The engine ``train`` runs when a resumed run had already ended: it trains nothing."""
