@@ -24,7 +24,7 @@ test-jax: $(STAMP)
 	KERAS_BACKEND=jax $(PYTEST) -m "not slow" -q
 
 fuzz: $(STAMP)
-	KERAS_BACKEND=jax $(PYTEST) -m slow -q
+	KERAS_BACKEND=jax HYPOTHESIS_PROFILE=fuzz $(PYTEST) -m "slow or fuzz" -q --hypothesis-show-statistics
 
 demo: $(STAMP)
 	$(VENV)/bin/dlstructured demo --out runs/demo
