@@ -32,6 +32,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from dlstructured._backend import variable_to_numpy
 from dlstructured.errors import CheckpointError
 
 FORMAT_VERSION = 1
@@ -114,7 +115,7 @@ def save_model_atomically(model: Any, path: str | os.PathLike) -> None:
 
 
 def _host_values(variables: list) -> list[np.ndarray]:
-    return [np.array(keras.ops.convert_to_numpy(v.value)) for v in variables]
+    return [variable_to_numpy(v) for v in variables]
 
 
 # --------------------------------------------------------------------------------------------
