@@ -335,6 +335,15 @@ def _as_targets(name: str, value: Any, task: str, num_rows: int) -> np.ndarray:
     return array
 
 
+def _as_weights(name: str, value: Any) -> np.ndarray:
+    try:
+        return np.asarray(value, dtype="float32").reshape(-1)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"`{name}` must be numbers, one weight per row. Received: {name}={value!r:.80}"
+        ) from error
+
+
 def _infer_task(network: Any) -> str:
     layer = network.layers[-1]
     activation = getattr(layer, "activation", None)
@@ -608,7 +617,7 @@ def train(
 
     weights = None
     if sample_weight is not None:
-        weights = np.asarray(sample_weight, dtype="float32").reshape(-1)
+        weights = _as_weights("sample_weight", sample_weight)
         if len(weights) != len(x_train) or not np.isfinite(weights).all() or (weights < 0).any():
             raise ValueError(
                 "`sample_weight` must hold one finite, non-negative weight per training row "
@@ -628,7 +637,7 @@ def train(
         y_valid = _as_targets("validation_data[1]", validation_data[1], policy.name, len(x_valid))
         w_valid = None
         if len(validation_data) == 3 and validation_data[2] is not None:
-            w_valid = np.asarray(validation_data[2], dtype="float32").reshape(-1)
+            w_valid = _as_weights("validation_data[2]", validation_data[2])
         validation = (x_valid, y_valid, w_valid)
     elif valid_fraction is not None:
         train_rows, valid_rows = _split_rows(len(x_train), valid_fraction, shuffle_seed)

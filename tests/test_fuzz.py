@@ -1,0 +1,381 @@
+"""Property tests over the public entry points: every input works or raises a documented error.
+
+A documented error is a ``TypeError`` or ``ValueError`` (the library's own errors subclass them)
+whose message names the argument at fault. Anything else, a ``KeyError`` or ``AttributeError``
+from deep inside Keras, fails. Budgets scale with the hypothesis profile: a brief run in
+``make test``, a large one under ``HYPOTHESIS_PROFILE=fuzz`` (``make fuzz``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import math
+import re
+import warnings
+import zipfile
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import dlstructured
+from conftest import budget
+from dlstructured import (
+    EarlyStopping,
+    ModelFileError,
+    binary_classifier,
+    dense_stack,
+    linear_unit,
+    multiclass_classifier,
+    train,
+)
+from dlstructured._safe_loading import load_keras_file
+
+pytestmark = pytest.mark.fuzz
+
+# Values that are wrong for almost every argument, mixed into each argument's strategy.
+JUNK = st.sampled_from([None, True, False, -1, 0, 2.5, float("nan"), float("inf"), "", "64",
+                        "relu", [], (), {}, b"x", object()])
+
+
+def _names_an_argument(error: Exception, names) -> bool:
+    text = str(error)
+    return any(re.search(rf"\b{re.escape(name)}\b", text) for name in names)
+
+
+def _documented(error: Exception, names) -> None:
+    """Fail unless ``error`` is a TypeError/ValueError naming one of ``names``."""
+    assert isinstance(error, (TypeError, ValueError)), (
+        f"undocumented {type(error).__name__}: {error}"
+    )
+    assert _names_an_argument(error, names), f"message names no argument: {error}"
+
+
+# --------------------------------------------------------------------------------------------
+# Builders
+
+BUILDERS = {
+    "linear_unit": linear_unit,
+    "dense_stack": dense_stack,
+    "binary_classifier": binary_classifier,
+    "multiclass_classifier": multiclass_classifier,
+}
+BUILDER_ARGUMENTS = ["inputs", "num_features", "first argument", "hidden_units", "activation",
+                     "dropout_rate", "batch_norm", "batch_norm_position", "input_batch_norm",
+                     "seed", "name", "num_classes"]
+
+widths = st.integers(min_value=-2, max_value=12)
+builder_kwargs = st.fixed_dictionaries(
+    {},
+    optional={
+        "hidden_units": st.one_of(
+            st.lists(widths, max_size=3), st.lists(widths, max_size=3).map(tuple),
+            st.lists(st.one_of(widths, JUNK), max_size=3), JUNK,
+        ),
+        "activation": st.one_of(
+            st.sampled_from(["relu", "elu", "selu", "gelu", "swish", "tanh", "linear", "sigmoid",
+                             "no_such_activation", "RELU"]), JUNK,
+        ),
+        "dropout_rate": st.one_of(
+            st.floats(min_value=-0.5, max_value=1.5),
+            st.lists(st.floats(min_value=0.0, max_value=0.9), max_size=3), JUNK,
+        ),
+        "batch_norm": st.one_of(st.booleans(), JUNK),
+        "batch_norm_position": st.one_of(
+            st.sampled_from(["before_dropout", "after_dropout", "middle"]), JUNK),
+        "input_batch_norm": st.one_of(st.booleans(), JUNK),
+        "seed": st.one_of(st.none(), st.integers(min_value=-5, max_value=2**40), JUNK),
+        "name": st.one_of(st.text(max_size=12), JUNK),
+        "num_classes": st.one_of(st.integers(min_value=-1, max_value=6), JUNK),
+    },
+)
+
+
+@budget(2.0)
+@given(
+    builder=st.sampled_from(sorted(BUILDERS)),
+    inputs=st.one_of(st.integers(min_value=-2, max_value=20), JUNK),
+    kwargs=builder_kwargs,
+)
+def test_builders_build_or_refuse_clearly(builder, inputs, kwargs):
+    if builder == "linear_unit":
+        kwargs = {k: v for k, v in kwargs.items() if k in ("seed", "name")}
+    elif builder != "multiclass_classifier":
+        kwargs.pop("num_classes", None)
+    try:
+        model = BUILDERS[builder](inputs, **kwargs)
+    except Exception as error:  # noqa: BLE001 - the property is about which exceptions
+        _documented(error, BUILDER_ARGUMENTS)
+        return
+    assert isinstance(model, keras.Model)
+    assert model.input_shape == (None, inputs)
+    units = kwargs.get("num_classes", 1) if builder == "multiclass_classifier" else 1
+    assert model.output_shape == (None, units)
+    assert model.count_params() > 0
+
+
+# --------------------------------------------------------------------------------------------
+# train()
+
+TRAIN_ARGUMENTS = ["model", "x", "y", "task", "validation_data", "valid_fraction", "epochs",
+                   "batch_size", "learning_rate", "optimizer", "loss", "early_stopping",
+                   "class_weight", "sample_weight", "callbacks", "verbose", "seed", "engine",
+                   "on_interrupt", "checkpoint_dir", "resume", "monitor", "patience",
+                   "min_delta", "restore_best_weights", "features", "rows", "model expects"]
+
+ROWS = 12
+_X = np.random.default_rng(0).normal(size=(ROWS, 2)).astype("float32")
+_Y_REGRESSION = _X.sum(axis=1)
+_Y_BINARY = (_X[:, 0] > 0).astype("float32")
+
+# Each argument: a few valid values first, then invalid ones.
+TRAIN_VALUES = {
+    "epochs": st.sampled_from([1, 2, 0, -1, 2.5, "2", True, None]),
+    "batch_size": st.sampled_from([4, 32, 0, -3, 1.5, "8", None]),
+    "learning_rate": st.sampled_from([0.01, 1e-3, 0.0, -1.0, float("nan"), float("inf"), "0.1",
+                                      None, True]),
+    "early_stopping": st.one_of(
+        st.sampled_from([True, False, 0, 3, -1, "yes", 2.5, None]),
+        st.builds(EarlyStopping, patience=st.integers(1, 3), min_delta=st.sampled_from([0.0, 0.1])),
+    ),
+    "valid_fraction": st.sampled_from([None, 0.25, 0.0, 1.0, 1.5, -0.1, "0.2", float("nan")]),
+    "task": st.sampled_from([None, "regression", "binary", "multiclass", "ranking", 3]),
+    "verbose": st.sampled_from([0, 3, -1, "1", True, 1.0]),
+    "seed": st.sampled_from([None, 0, 7, -1, "1", 1.5, 2**70]),
+    "engine": st.sampled_from(["auto", "keras", "jax", "torch", None]),
+    "on_interrupt": st.sampled_from(["return", "raise", "ignore", None]),
+    "optimizer": st.sampled_from([None, "adam", "sgd", "rmsprop", "no_such_optimizer", 3, []]),
+    "loss": st.sampled_from([None, "mse", "mae", "no_such_loss", 3]),
+    "class_weight": st.sampled_from([None, "balanced", {0: 1.0, 1: 2.0}, {0: 1.0}, "x", [1, 2],
+                                     {0: -1.0, 1: 1.0}]),
+    "sample_weight": st.sampled_from(["none", "ones", "short", "negative", "nan", "text"]),
+    "callbacks": st.sampled_from(["none", "empty", "strings", "bare_callback"]),
+    "validation_data": st.sampled_from(["none", "pair", "triple", "one", "wrong_width", "text"]),
+    "checkpoint_dir": st.sampled_from(["none", "folder", 3]),
+    "resume": st.sampled_from([False, True, "yes"]),
+    "y": st.sampled_from(["regression", "binary", "short", "nan", "text", "none", "2d"]),
+    "x": st.sampled_from(["array", "frame", "nan", "3d", "empty", "text_frame", "list"]),
+}
+VALID = {  # a valid choice for every argument, used for the small share of cases that train
+    "epochs": 1, "batch_size": 4, "learning_rate": 0.01, "early_stopping": True,
+    "valid_fraction": None, "task": None, "verbose": 0, "seed": 0, "engine": "auto",
+    "on_interrupt": "return", "optimizer": None, "loss": None, "class_weight": None,
+    "sample_weight": "none", "callbacks": "none", "validation_data": "none",
+    "checkpoint_dir": "none", "resume": False, "y": "regression", "x": "array",
+}
+
+
+def _materialize(name, value, tmp_folder):
+    if name == "x":
+        return {
+            "array": _X, "frame": pd.DataFrame(_X, columns=["a", "b"]),
+            "nan": np.where(_X > 1, np.nan, _X), "3d": _X.reshape(ROWS, 2, 1),
+            "empty": _X[:0], "text_frame": pd.DataFrame({"a": ["u"] * ROWS, "b": _X[:, 1]}),
+            "list": _X.tolist(),
+        }[value]
+    if name == "y":
+        return {
+            "regression": _Y_REGRESSION, "binary": _Y_BINARY, "short": _Y_REGRESSION[:3],
+            "nan": np.where(_Y_REGRESSION > 0, np.nan, 0.0), "text": np.array(["a"] * ROWS),
+            "none": None, "2d": np.stack([_Y_REGRESSION] * 2, axis=1),
+        }[value]
+    if name == "sample_weight":
+        return {"none": None, "ones": np.ones(ROWS), "short": np.ones(3),
+                "negative": -np.ones(ROWS), "nan": np.full(ROWS, np.nan), "text": "w"}[value]
+    if name == "callbacks":
+        return {"none": None, "empty": [], "strings": ["not a callback"],
+                "bare_callback": keras.callbacks.Callback()}[value]
+    if name == "validation_data":
+        return {"none": None, "pair": (_X[:4], _Y_REGRESSION[:4]),
+                "triple": (_X[:4], _Y_REGRESSION[:4], np.ones(4)), "one": (_X[:4],),
+                "wrong_width": (_X[:4, :1], _Y_REGRESSION[:4]), "text": "valid"}[value]
+    if name == "checkpoint_dir":
+        return {"none": None, "folder": str(tmp_folder)}.get(value, value)
+    return value
+
+
+@st.composite
+def train_arguments(draw):
+    """Mostly mixed valid/invalid arguments; about one case in twelve fully valid (it trains)."""
+    chosen = {}
+    all_valid = draw(st.integers(0, 11)) == 0
+    for name, strategy in TRAIN_VALUES.items():
+        if all_valid:
+            value = VALID[name]
+            if name in ("valid_fraction", "early_stopping", "seed", "verbose", "y", "x"):
+                value = draw(strategy) if draw(st.booleans()) else value
+        else:
+            value = draw(strategy) if draw(st.integers(0, 3)) == 0 else VALID[name]
+        chosen[name] = value
+    return chosen
+
+
+@budget(1.5)
+@given(arguments=train_arguments())
+def test_train_trains_or_refuses_clearly(arguments, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fuzz-checkpoints")
+    values = {name: _materialize(name, value, folder) for name, value in arguments.items()}
+    x, y = values.pop("x"), values.pop("y")
+    model = linear_unit(2, seed=0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # divergence or interruption warnings are allowed
+            result = train(model, x, y, **values)
+    except Exception as error:  # noqa: BLE001 - the property is about which exceptions
+        _documented(error, TRAIN_ARGUMENTS)
+        return
+    assert 1 <= result.epochs_run <= values["epochs"]
+    assert len(result.history) == result.epochs_run
+    assert "loss" in result.history.columns
+
+
+# --------------------------------------------------------------------------------------------
+# Model files: a valid file with random damage loads, or raises ModelFileError naming it
+
+
+@pytest.fixture(scope="module")
+def model_bytes(tmp_path_factory):
+    path = tmp_path_factory.mktemp("fuzz-model") / "model.keras"
+    dense_stack(2, hidden_units=(3,), seed=0).save(path)
+    return path.read_bytes()
+
+
+@st.composite
+def damage(draw, size):
+    kind = draw(st.sampled_from(["flip", "truncate", "overwrite", "insert", "json"]))
+    if kind == "truncate":
+        return kind, draw(st.integers(0, size - 1)), b""
+    position = draw(st.integers(0, size - 1))
+    return kind, position, draw(st.binary(min_size=1, max_size=64))
+
+
+def _damaged(original: bytes, kind, position, payload) -> bytes:
+    if kind == "truncate":
+        return original[:position]
+    if kind == "insert":
+        return original[:position] + payload + original[position:]
+    if kind == "json":  # a well-formed archive whose config.json is damaged
+        with zipfile.ZipFile(io.BytesIO(original)) as archive:
+            members = {name: archive.read(name) for name in archive.namelist()}
+        config = members["config.json"]
+        cut = position % max(1, len(config))
+        members["config.json"] = config[:cut] + payload + config[cut + len(payload):]
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for name, content in members.items():
+                archive.writestr(name, content)
+        return buffer.getvalue()
+    data = bytearray(original)
+    for offset, byte in enumerate(payload):
+        if position + offset < len(data):
+            data[position + offset] = (data[position + offset] ^ byte) if kind == "flip" else byte
+    return bytes(data)
+
+
+@budget(1.5)
+@given(data=st.data())
+def test_damaged_model_files_load_or_raise_model_file_error(model_bytes, data, tmp_path_factory):
+    kind, position, payload = data.draw(damage(len(model_bytes)))
+    damaged = _damaged(model_bytes, kind, position, payload)
+    assume(damaged != model_bytes)
+    path = tmp_path_factory.mktemp("damaged") / "damaged.keras"
+    path.write_bytes(damaged)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = load_keras_file(path)
+    except ModelFileError as error:
+        assert "damaged.keras" in str(error)
+        return
+    # Damage that Keras tolerates (a name, a number in the configuration) still gives a model.
+    outputs = model.predict(np.zeros((2, 2), "float32"), verbose=0)
+    assert outputs.shape[0] == 2
+
+
+# --------------------------------------------------------------------------------------------
+# Hooks for the pieces not merged yet: prepared data, prediction on raw rows, the command line
+
+needs_data = pytest.mark.skipif("prepare" not in dlstructured._EXPORTS,
+                                reason="the data pipeline (prepare, TabularModel) is not merged")
+
+PREPARE_ARGUMENTS = ["frame", "frame_or_path", "target", "task", "valid_fraction", "split",
+                     "group_by", "seed", "column", "columns", "rows", "data", "path"]
+
+cells = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True, width=32),
+                  st.integers(-5, 5), st.sampled_from(["a", "b", "", "c d", "1.5"]))
+
+
+@st.composite
+def frames(draw):
+    rows = draw(st.integers(0, 12))
+    columns = draw(st.lists(st.sampled_from(["x", "y", "z", "target", "group"]), min_size=1,
+                            max_size=4, unique=True))
+    return pd.DataFrame({c: draw(st.lists(cells, min_size=rows, max_size=rows)) for c in columns})
+
+
+@needs_data
+@budget(1.0)
+@given(frame=frames(), target=st.one_of(st.sampled_from(["target", "x", "missing"]), JUNK),
+       task=st.sampled_from([None, "regression", "binary", "multiclass", "ranking"]),
+       valid_fraction=st.sampled_from([0.0, 0.3, 0.99, 1.0, -0.1, "0.3"]),
+       split=st.sampled_from(["random", "stratified", "group", "time", "nope"]))
+def test_prepare_prepares_or_refuses_clearly(frame, target, task, valid_fraction, split):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = dlstructured.prepare(frame, target, task=task, valid_fraction=valid_fraction,
+                                        split=split, seed=0)
+    except Exception as error:  # noqa: BLE001
+        _documented(error, PREPARE_ARGUMENTS + list(frame.columns))
+        return
+    assert data.x_train.dtype == np.float32 and data.x_train.shape[1] == data.num_features
+    assert np.isfinite(data.x_train).all()
+
+
+@pytest.fixture(scope="module")
+def tabular_model():
+    if "prepare" not in dlstructured._EXPORTS:
+        pytest.skip("the data pipeline is not merged")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"size": rng.uniform(0, 10, 40), "colour": rng.choice(["r", "g"], 40),
+                          "target": rng.uniform(0, 1, 40)})
+    data = dlstructured.prepare(frame, "target", seed=0)
+    return dlstructured.dense_stack(data, hidden_units=(4,), seed=0)
+
+
+@needs_data
+@budget(1.0)
+@given(frame=frames(), as_kind=st.sampled_from(["frame", "dict", "records", "array", "text"]))
+def test_prediction_on_raw_rows_predicts_or_refuses_clearly(tabular_model, frame, as_kind):
+    frame = frame.rename(columns={"x": "size", "y": "colour"})
+    rows = {"frame": frame, "dict": frame.iloc[0].to_dict() if len(frame) else {},
+            "records": frame.to_dict("records"), "array": frame.to_numpy(), "text": "rows"}[as_kind]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            predictions = tabular_model.predict(rows)
+    except Exception as error:  # noqa: BLE001
+        _documented(error, ["x", "rows", "size", "colour", "columns", "frame", "batch_size"])
+        return
+    assert all(math.isfinite(float(value)) for value in np.ravel(predictions))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("dlstructured.cli") is None,
+                    reason="the command line is not merged yet")
+@budget(0.5)
+@given(argv=st.lists(st.sampled_from(["train", "predict", "demo", "--epochs", "0", "-1", "abc",
+                                      "--batch-size", "--seed", "--resume", "--help-me", "x.csv",
+                                      "--target", "--out", "--task", "ranking"]), max_size=6))
+def test_command_line_options_exit_cleanly(argv, capsys):
+    from dlstructured import cli
+
+    try:
+        code = cli.main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    capsys.readouterr()
+    assert code in (0, 1, 2, None), f"exit status {code!r} for {argv}"
