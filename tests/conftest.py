@@ -48,7 +48,8 @@ def expect_warning(category: type[Warning], match: str = ""):
     ours = [w for w in caught if isinstance(w.message, category)
             and re.search(match, str(w.message))]
     matching.extend(ours)
-    assert ours, f"no {category.__name__} matching {match!r}; got {[str(w.message) for w in caught]}"
+    seen = [str(w.message) for w in caught]
+    assert ours, f"no {category.__name__} matching {match!r}; got {seen}"
     stray = [w for w in caught if not isinstance(w.message, category)
              and "dlstructured" in w.filename.replace("\\", "/").split("site-packages")[-1]]
     assert not stray, [str(w.message) for w in stray]

@@ -31,7 +31,8 @@ from dlstructured.training import TrainingDivergedWarning, TrainingInterruptedWa
 @pytest.fixture
 def data(rng):
     x = rng.normal(size=(64, 3)).astype("float32")
-    y = x @ np.array([1.0, -2.0, 0.5], dtype="float32") + 0.1 * rng.normal(size=64).astype("float32")
+    noise = 0.1 * rng.normal(size=64).astype("float32")
+    y = x @ np.array([1.0, -2.0, 0.5], dtype="float32") + noise
     return x, y
 
 
@@ -71,7 +72,8 @@ def whole_run(tmp_path_factory):
     """One uninterrupted run with checkpoints, shared by the tests that only read it."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 3)).astype("float32")
-    y = x @ np.array([1.0, -2.0, 0.5], dtype="float32") + 0.1 * rng.normal(size=64).astype("float32")
+    noise = 0.1 * rng.normal(size=64).astype("float32")
+    y = x @ np.array([1.0, -2.0, 0.5], dtype="float32") + noise
     folder = tmp_path_factory.mktemp("whole")
     model = small_network()
     result = train(model, x, y, seed=5, checkpoint_dir=folder, **SETTINGS)

@@ -40,7 +40,7 @@ def test_loaded_network_predicts_the_same_from_8_threads(tmp_path, rng):
     sequential = [predict(chunk) for chunk in chunks]
     concurrent = _predict_concurrently(predict, chunks)
     assert sum(len(c) for c in concurrent) == 10_000
-    for alone, together in zip(sequential, concurrent):
+    for alone, together in zip(sequential, concurrent, strict=True):
         np.testing.assert_array_equal(together, alone)
 
 
@@ -68,5 +68,5 @@ def test_loaded_tabular_model_predicts_the_same_from_8_threads(tmp_path, rng):
     sequential = [predict(chunk) for chunk in chunks]
     concurrent = _predict_concurrently(predict, chunks)
     assert sum(len(c) for c in concurrent) == 10_000
-    for alone, together in zip(sequential, concurrent):
+    for alone, together in zip(sequential, concurrent, strict=True):
         np.testing.assert_array_equal(together, alone)

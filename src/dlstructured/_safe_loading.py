@@ -113,8 +113,10 @@ def check_config_is_safe(config: Any, path: str | os.PathLike) -> None:
         module = item.get("module")
         if isinstance(module, str) and "class_name" in item:
             top = module.split(".", 1)[0]
-            is_keras_function = (
-                module == "builtins" and class_name == "function" and isinstance(item.get("config"), str)
+            is_keras_function = (  # a Keras function by name, e.g. the loss "mean_absolute_error"
+                module == "builtins"
+                and class_name == "function"
+                and isinstance(item.get("config"), str)
             )
             if top not in ALLOWED_MODULES and not is_keras_function:
                 raise _refuse(path, f"{class_name!r} from module {module!r}, which is not Keras's")

@@ -165,7 +165,7 @@ class CheckpointState:
 
     def variables_of(self, subset: list, network: Any) -> list[np.ndarray]:
         """The saved values of ``subset``, a list of ``network``'s variables (such as weights)."""
-        by_id = {id(v): value for v, value in zip(network.variables, self.variables)}
+        by_id = {id(v): value for v, value in zip(network.variables, self.variables, strict=True)}
         return [by_id[id(v)] for v in subset]
 
     @property
@@ -281,7 +281,9 @@ def _read_npz(path: Path) -> list[np.ndarray]:
         with np.load(path, allow_pickle=False) as archive:
             return [archive[f"arr_{index}"] for index in range(len(archive.files))]
     except (OSError, ValueError, KeyError, EOFError) as error:
-        raise CheckpointError(f"The checkpoint file {str(path)!r} is unreadable: {error}") from error
+        raise CheckpointError(
+            f"The checkpoint file {str(path)!r} is unreadable: {error}"
+        ) from error
 
 
 def read_checkpoint(directory: str | os.PathLike) -> CheckpointState:
@@ -353,12 +355,12 @@ def _check_matches(directory: Path, paths: list[str], values: list, variables: l
     """Raise unless ``variables`` are, by path and shape, those a checkpoint saved."""
     same_paths = [_normalized(p) for p in paths] == [_normalized(v.path) for v in variables]
     same_shapes = same_paths and all(
-        tuple(v.shape) == value.shape for v, value in zip(variables, values)
+        tuple(v.shape) == value.shape for v, value in zip(variables, values, strict=True)
     )
     if not same_shapes:
         mismatch = next(
             (f"{p!r} {value.shape} there, {v.path!r} {tuple(v.shape)} here"
-             for p, value, v in zip(paths, values, variables)
+             for p, value, v in zip(paths, values, variables, strict=False)
              if _normalized(p) != _normalized(v.path) or tuple(v.shape) != value.shape),
             f"{len(paths)} variables there, {len(variables)} here",
         )
@@ -409,9 +411,9 @@ def restore_checkpoint(state: CheckpointState, network: Any, optimizer: Any, tra
             state.optimizer_variables,
             [_Renamed(v) for v in optimizer.variables],
         )
-        for variable, value in zip(optimizer.variables, state.optimizer_variables):
+        for variable, value in zip(optimizer.variables, state.optimizer_variables, strict=True):
             variable.assign(value)
-    for variable, value in zip(network.variables, state.variables):
+    for variable, value in zip(network.variables, state.variables, strict=True):
         variable.assign(value)
     tracker.rows = [dict(row) for row in state.rows]
     tracker.best = state.best

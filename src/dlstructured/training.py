@@ -428,9 +428,12 @@ def _select_engine(engine: str):
     if engine in ("auto", "jax") and backend == "jax":
         try:
             from dlstructured import _engine_jax
-        except ImportError:  # pragma: no cover - the fast path is optional
+        except ImportError as error:  # pragma: no cover - the fast path is optional
             if engine == "jax":
-                raise
+                raise ValueError(
+                    "engine='jax' is not available in this installation; use engine='auto' or "
+                    f"'keras'. Received: engine={engine!r}"
+                ) from error
         else:
             return "jax", _engine_jax.fit
     from dlstructured import _engine_keras
