@@ -319,12 +319,12 @@ def _scale_params(values: np.ndarray, scaling: str) -> tuple[float, float]:
     return center, half
 
 
-def _apply_scale(values: np.ndarray, center: float, half: float) -> np.ndarray:
+def _apply_scale(values: np.ndarray, center: float, half: float, limit: float = CLIP) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         scaled = values * 0.5
         scaled -= center * 0.5
         scaled /= half
-    np.clip(scaled, -CLIP, CLIP, out=scaled)
+    np.clip(scaled, -limit, limit, out=scaled)
     return scaled
 
 
@@ -551,7 +551,8 @@ class TabularPreprocessor:
     @property
     def target_unit_scale(self) -> float:
         """Multiply an error measured on the scaled target by this to get the target's units."""
-        return float(self._fitted_state()["target_scale"])
+        with np.errstate(over="ignore"):
+            return float(self._fitted_state()["target_half"]) * 2.0
 
     # -- fitting ----------------------------------------------------------------------------
 
@@ -663,7 +664,8 @@ class TabularPreprocessor:
         self._layout_cache = None
 
     def _fit_target(self, frame, train_rows, label_rows) -> dict[str, Any]:
-        result = {"task": None, "classes": None, "target_offset": 0.0, "target_scale": 1.0}
+        # scaled target = (y / 2 - target_offset / 2) / target_half, finite for any finite y
+        result = {"task": None, "classes": None, "target_offset": 0.0, "target_half": 0.5}
         if self.target is None:
             return result
         series = frame[self.target]
@@ -694,14 +696,7 @@ class TabularPreprocessor:
             )
             if self.target_scaling != "none":
                 center, half = _scale_params(train_values, self.target_scaling)
-                scale = half * 2.0
-                if not math.isfinite(scale):
-                    raise DataError(
-                        f"The target column {name!r} spans too wide a range to scale "
-                        f"({float(train_values.min())!r} to {float(train_values.max())!r}). "
-                        "Use target_scaling=None."
-                    )
-                result["target_offset"], result["target_scale"] = center, scale
+                result["target_offset"], result["target_half"] = center, half
             return result
         labels = sorted({_native(v) for v in uniques}, key=_label_sort_key)
         if task == "binary" and len(labels) != 2:
@@ -1035,7 +1030,8 @@ class TabularPreprocessor:
                     f"The target column {self.target!r} holds missing or infinite values. "
                     "Drop those rows first."
                 )
-            scaled = (numbers - state["target_offset"]) / state["target_scale"]
+            limit = float(np.finfo(np.float32).max)
+            scaled = _apply_scale(numbers, state["target_offset"], state["target_half"], limit)
             return scaled.astype(np.float32)
         classes = state["classes"]
         codes = self._label_codes(series, classes)
@@ -1073,8 +1069,10 @@ class TabularPreprocessor:
         state = self._fitted_state()
         values = np.asarray(values)
         if state["task"] == "regression":
-            with np.errstate(over="ignore"):
-                return values.astype(np.float64) * state["target_scale"] + state["target_offset"]
+            with np.errstate(over="ignore", invalid="ignore"):
+                return values.astype(np.float64) * state["target_half"] * 2.0 + state[
+                    "target_offset"
+                ]
         return self.class_array[values.astype(np.int64)]
 
     @property
