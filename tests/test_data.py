@@ -84,8 +84,11 @@ def test_binary_and_multiclass_targets():
 def test_embeddings_listed_for_wide_columns():
     rng = np.random.default_rng(1)
     frame = pd.DataFrame(
-        {"store": rng.choice([f"s{k}" for k in range(40)], 300), "x": rng.normal(size=300),
-         "y": rng.normal(size=300)}
+        {
+            "store": rng.choice([f"s{k}" for k in range(40)], 300),
+            "x": rng.normal(size=300),
+            "y": rng.normal(size=300),
+        }
     )
     data = prepare(frame, "y")
     (spec,) = data.embeddings
@@ -129,8 +132,11 @@ def test_stratified_split_of_a_regression_target():
 def test_grouped_split_keeps_groups_together_and_drops_the_group_column():
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(
-        {"artist": rng.choice([f"a{k}" for k in range(20)], 200), "tempo": rng.normal(size=200),
-         "popularity": rng.normal(size=200)}
+        {
+            "artist": rng.choice([f"a{k}" for k in range(20)], 200),
+            "tempo": rng.normal(size=200),
+            "popularity": rng.normal(size=200),
+        }
     )
     data = prepare(frame, "popularity", split="grouped", group_by="artist", seed=1)
     train_artists = set(frame.loc[data.train_index, "artist"])
@@ -277,8 +283,17 @@ def test_import_and_prepare_do_not_load_keras():
 
 
 def test_public_names():
-    for name in ("prepare", "PreparedData", "EmbeddingSpec", "split_frame", "read_table",
-                 "TabularPreprocessor", "TabularModel", "load_model", "DataWarning"):
+    for name in (
+        "prepare",
+        "PreparedData",
+        "EmbeddingSpec",
+        "split_frame",
+        "read_table",
+        "TabularPreprocessor",
+        "TabularModel",
+        "load_model",
+        "DataWarning",
+    ):
         assert name in dlstructured.__all__
 
 
@@ -294,8 +309,22 @@ def mixed_frames(draw):
     floats = st.floats(allow_nan=True, allow_infinity=False, width=64)
     extreme = st.sampled_from([0.0, -0.0, 1e308, -1e308, 5e-324, np.nan, 1.0])
     for index in range(draw(st.integers(1, 6))):
-        kind = draw(st.sampled_from(["float", "extreme", "int", "text", "bool", "date", "const",
-                                     "dup", "object", "nullable"]))
+        kind = draw(
+            st.sampled_from(
+                [
+                    "float",
+                    "extreme",
+                    "int",
+                    "text",
+                    "bool",
+                    "date",
+                    "const",
+                    "dup",
+                    "object",
+                    "nullable",
+                ]
+            )
+        )
         name = f"c{index}_{kind}"
         if kind == "float":
             values = draw(st.lists(floats, min_size=rows, max_size=rows))
@@ -305,22 +334,44 @@ def mixed_frames(draw):
             values = draw(st.lists(st.integers(-(2**62), 2**62), min_size=rows, max_size=rows))
         elif kind == "text":
             pool = draw(st.lists(st.text(max_size=4), min_size=1, max_size=30))
-            values = pd.Series(draw(st.lists(st.sampled_from(pool + [None]), min_size=rows,
-                                             max_size=rows)), dtype="str")
+            values = pd.Series(
+                draw(st.lists(st.sampled_from(pool + [None]), min_size=rows, max_size=rows)),
+                dtype="str",
+            )
         elif kind == "object":
-            values = pd.Series(draw(st.lists(st.one_of(st.none(), st.text(max_size=3),
-                                                       st.integers(-5, 5)),
-                                             min_size=rows, max_size=rows)), dtype=object)
+            values = pd.Series(
+                draw(
+                    st.lists(
+                        st.one_of(st.none(), st.text(max_size=3), st.integers(-5, 5)),
+                        min_size=rows,
+                        max_size=rows,
+                    )
+                ),
+                dtype=object,
+            )
         elif kind == "bool":
             values = draw(st.lists(st.booleans(), min_size=rows, max_size=rows))
         elif kind == "nullable":
-            values = pd.array(draw(st.lists(st.one_of(st.none(), st.integers(-9, 9)),
-                                            min_size=rows, max_size=rows)), dtype="Int64")
+            values = pd.array(
+                draw(
+                    st.lists(st.one_of(st.none(), st.integers(-9, 9)), min_size=rows, max_size=rows)
+                ),
+                dtype="Int64",
+            )
         elif kind == "date":
-            stamps = draw(st.lists(st.one_of(st.none(), st.datetimes(
-                min_value=pd.Timestamp("1900-01-01").to_pydatetime(),
-                max_value=pd.Timestamp("2200-01-01").to_pydatetime())),
-                min_size=rows, max_size=rows))
+            stamps = draw(
+                st.lists(
+                    st.one_of(
+                        st.none(),
+                        st.datetimes(
+                            min_value=pd.Timestamp("1900-01-01").to_pydatetime(),
+                            max_value=pd.Timestamp("2200-01-01").to_pydatetime(),
+                        ),
+                    ),
+                    min_size=rows,
+                    max_size=rows,
+                )
+            )
             values = pd.to_datetime(pd.Series(stamps, dtype=object))
         elif kind == "const":
             values = [3.5] * rows
@@ -329,20 +380,24 @@ def mixed_frames(draw):
         columns[name] = values
     target_kind = draw(st.sampled_from(["number", "binary", "labels"]))
     if target_kind == "number":
-        target = draw(st.lists(st.one_of(floats, st.integers(-100, 100)), min_size=rows,
-                               max_size=rows))
+        target = draw(
+            st.lists(st.one_of(floats, st.integers(-100, 100)), min_size=rows, max_size=rows)
+        )
     elif target_kind == "binary":
         target = draw(st.lists(st.sampled_from(["yes", "no", None]), min_size=rows, max_size=rows))
     else:
-        target = draw(st.lists(st.sampled_from(["α", "β", "γ", "δ"]), min_size=rows,
-                               max_size=rows))
+        target = draw(st.lists(st.sampled_from(["α", "β", "γ", "δ"]), min_size=rows, max_size=rows))
     columns["target"] = target
     return pd.DataFrame(columns)
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(frame=mixed_frames(), split=st.sampled_from(["random", "stratified"]),
-       scaling=st.sampled_from(["minmax", "standard"]), valid_fraction=st.sampled_from([0, 0.3]))
+@given(
+    frame=mixed_frames(),
+    split=st.sampled_from(["random", "stratified"]),
+    scaling=st.sampled_from(["minmax", "standard"]),
+    valid_fraction=st.sampled_from([0, 0.3]),
+)
 def test_prepare_succeeds_with_finite_features_or_raises_a_documented_error(
     frame, split, scaling, valid_fraction
 ):
@@ -350,8 +405,9 @@ def test_prepare_succeeds_with_finite_features_or_raises_a_documented_error(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
         try:
-            data = prepare(frame, "target", split=split, scaling=scaling,
-                           valid_fraction=valid_fraction, seed=1)
+            data = prepare(
+                frame, "target", split=split, scaling=scaling, valid_fraction=valid_fraction, seed=1
+            )
         except DOCUMENTED as error:
             assert type(error).__module__.startswith(("dlstructured", "builtins")), error
             pd.testing.assert_frame_equal(frame, copy)

@@ -281,7 +281,9 @@ def test_incompatible_format_version_names_both(regression, tmp_path):
         config["config"]["preprocessor"]["format_version"] = 99
 
     rewrite_config(tmp_path / "good.keras", tmp_path / "future.keras", bump)
-    with pytest.raises(IncompatibleModelError, match=f"version 99.*format version {FORMAT_VERSION}"):
+    with pytest.raises(
+        IncompatibleModelError, match=f"version 99.*format version {FORMAT_VERSION}"
+    ):
         load_model(tmp_path / "future.keras")
     with pytest.raises(Exception, match="version 99"):  # Keras wraps it, but keeps the message
         keras.saving.load_model(tmp_path / "future.keras")
@@ -326,8 +328,14 @@ def small_frames(draw):
     frame = pd.DataFrame(
         {
             "n": draw(st.lists(numbers, min_size=rows, max_size=rows)),
-            "c": pd.Series(draw(st.lists(st.sampled_from(["ä", "b", "ç", None, "日"]),
-                                         min_size=rows, max_size=rows)), dtype="str"),
+            "c": pd.Series(
+                draw(
+                    st.lists(
+                        st.sampled_from(["ä", "b", "ç", None, "日"]), min_size=rows, max_size=rows
+                    )
+                ),
+                dtype="str",
+            ),
             "flag": draw(st.lists(st.booleans(), min_size=rows, max_size=rows)),
         }
     )
@@ -335,15 +343,20 @@ def small_frames(draw):
     if target == "number":
         frame["y"] = draw(st.lists(st.floats(-1e9, 1e9), min_size=rows, max_size=rows))
     else:
-        frame["y"] = draw(st.lists(st.sampled_from(["x", "y", "z"]), min_size=rows,
-                                   max_size=rows))
+        frame["y"] = draw(st.lists(st.sampled_from(["x", "y", "z"]), min_size=rows, max_size=rows))
     return frame
 
 
-BUILDERS = {"regression": dense_stack, "binary": binary_classifier,
-            "multiclass": multiclass_classifier}
-LOSSES = {"regression": "mae", "binary": "binary_crossentropy",
-          "multiclass": "sparse_categorical_crossentropy"}
+BUILDERS = {
+    "regression": dense_stack,
+    "binary": binary_classifier,
+    "multiclass": multiclass_classifier,
+}
+LOSSES = {
+    "regression": "mae",
+    "binary": "binary_crossentropy",
+    "multiclass": "sparse_categorical_crossentropy",
+}
 
 
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -133,7 +133,7 @@ class TabularModel(keras.Model):
 
     @property
     def classes(self) -> list[Any] | None:
-        """Class labels in the order of :meth:`predict_proba`'s columns (``None`` for regression)."""
+        """Class labels, in the order of `predict_proba` columns (`None` for regression)."""
         return self.preprocessor.classes
 
     @property
@@ -172,8 +172,12 @@ class TabularModel(keras.Model):
         check_format_version(preprocessor_config.get("format_version"))
         network = keras.saving.deserialize_keras_object(config["network"])
         preprocessor = TabularPreprocessor.from_config(preprocessor_config)
-        return cls(network, preprocessor, threshold=config.get("threshold", 0.5),
-                   name=config.get("name", "tabular_model"))
+        return cls(
+            network,
+            preprocessor,
+            threshold=config.get("threshold", 0.5),
+            name=config.get("name", "tabular_model"),
+        )
 
     # -- prediction ---------------------------------------------------------------------------
 
@@ -374,8 +378,9 @@ def _auc(truth: np.ndarray, score: np.ndarray) -> float:
         return float("nan")
     ranks = pd.Series(score).rank(method="average").to_numpy()
     rank_sum = ranks[positives].sum()
-    return float((rank_sum - count_positive * (count_positive + 1) / 2) / (
-        count_positive * count_negative))
+    return float(
+        (rank_sum - count_positive * (count_positive + 1) / 2) / (count_positive * count_negative)
+    )
 
 
 def _peek_config(path: Path) -> dict[str, Any]:
@@ -388,7 +393,13 @@ def _peek_config(path: Path) -> dict[str, Any]:
         raise ModelFileError(
             f"{str(path)!r} is a zip archive but not a Keras model file (no config.json)."
         ) from error
-    except (zipfile.BadZipFile, OSError, EOFError, json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (
+        zipfile.BadZipFile,
+        OSError,
+        EOFError,
+        json.JSONDecodeError,
+        UnicodeDecodeError,
+    ) as error:
         raise ModelFileError(
             f"{str(path)!r} is not a readable .keras model file (truncated or corrupt?): {error}"
         ) from error
