@@ -958,7 +958,6 @@ class TabularPreprocessor:
         ]
         infinite, strict_missing = [], []
         datetimes: dict[Any, pd.Series] = {}
-        dense: list[tuple[int, np.ndarray]] = []  # (feature position, one value per row)
         value_position = 0
         indicator_position = layout["value_count"]
         for entry in state["numeric"]:
@@ -980,11 +979,11 @@ class TabularPreprocessor:
                 values = np.where(missing, entry["fill"], values)
             if entry["value"]:
                 scaled = _apply_scale(values, entry["center"], entry["half"])
-                dense.append((value_position, scaled.astype(np.float32)))
+                _write_column(outputs, row_sets, value_position, scaled)
                 value_position += 1
             if entry["indicator"]:
                 if has_missing:
-                    dense.append((indicator_position, missing))
+                    _write_column(outputs, row_sets, indicator_position, missing)
                 indicator_position += 1
         if infinite:
             raise DataError(
@@ -1000,7 +999,7 @@ class TabularPreprocessor:
             factorized = (cache or {}).get(entry["column"])
             slots = self._category_slots(frame[entry["column"]], entry, layout, factorized)
             if entry["encoding"] == "embedding":
-                dense.append((start, slots.astype(np.float32)))
+                _write_column(outputs, row_sets, start, slots)
                 continue
             # one-hot: slot 2.. -> column start + slot - 2; missing -> after the categories
             width = len(entry["categories"])
@@ -1011,8 +1010,6 @@ class TabularPreprocessor:
                 chosen = offsets if rows is None else offsets[rows]
                 hit = np.flatnonzero(chosen >= 0)
                 out[hit, start + chosen[hit]] = 1.0
-        for out, rows in zip(outputs, row_sets, strict=True):
-            _write_columns(out, rows, dense)
         return outputs
 
     def _category_slots(self, series, entry, layout, factorized=None) -> np.ndarray:
@@ -1171,13 +1168,14 @@ class TabularPreprocessor:
         )
 
 
-def _write_columns(out: np.ndarray, rows: np.ndarray | None, dense: list) -> None:
-    """Write per-column vectors (one value per frame row) into ``out`` at their positions.
+def _write_column(outputs: list, row_sets: Sequence, position: int, vector: np.ndarray) -> None:
+    """Write one feature (one value per frame row) into each output at its rows.
 
-    (Gathering blocks of rows and copying them whole measured no faster than these column
-    writes, see the benchmark; a Fortran-ordered buffer was faster but doubles the memory.)
+    Written at once, column by column, so that no more than one column's temporaries live at a
+    time. (Gathering row blocks first measured no faster; a Fortran-ordered buffer was faster but
+    doubles the memory.)
     """
-    for position, vector in dense:
+    for out, rows in zip(outputs, row_sets, strict=True):
         out[:, position] = vector if rows is None else vector[rows]
 
 
