@@ -36,6 +36,7 @@ from dlstructured.preprocessing import (
 __all__ = ["TabularModel", "load_model"]
 
 DEFAULT_BATCH_SIZE = 8192
+_MIN_BUCKET = 16  # on JAX, batches are padded to 16, 32, 64 ... rows: few shapes to compile
 
 
 def _as_frame(rows: Any) -> pd.DataFrame:
@@ -186,7 +187,8 @@ class TabularModel(keras.Model):
 
         ``predict_on_batch`` runs Keras's compiled predict step (a ``jax.jit`` or a
         ``tf.function``), several times faster than calling the network eagerly. On JAX, where
-        every new batch shape compiles again, short batches are padded to a power of two.
+        every new batch shape compiles again, short batches are padded to a power of two (at
+        least 16 rows).
         """
         rows, width = features.shape
         units = self.network.output_shape[-1]
@@ -198,7 +200,7 @@ class TabularModel(keras.Model):
             batch = features[start : start + batch_size]
             count = len(batch)
             if pad and count < batch_size:
-                bucket = min(batch_size, 1 << (count - 1).bit_length())
+                bucket = min(batch_size, max(_MIN_BUCKET, 1 << (count - 1).bit_length()))
                 if bucket > count:
                     filler = np.zeros((bucket - count, width), np.float32)
                     batch = np.concatenate([batch, filler])
