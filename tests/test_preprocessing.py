@@ -124,6 +124,14 @@ def test_extreme_values_stay_finite():
     assert np.isfinite(wild).all() and np.abs(wild).max() <= CLIP
 
 
+def test_median_of_huge_values_does_not_overflow():
+    frame = pd.DataFrame({"a": [1e308, 1e308, np.nan, 0.0], "y": [0.0, 1.0, 2.0, 3.0]})
+    pre = fit(frame)
+    features = pre.transform(frame)
+    assert np.isfinite(features).all()
+    assert features[2, 0] == features[0, 0] == 1.0  # the median 1e308 fills the gap
+
+
 def test_median_imputation_with_indicator():
     frame = pd.DataFrame(
         {"a": [1.0, None, 3.0, 10.0], "b": [1.0, 2.0, 3.0, 4.0], "y": [0, 1, 0, 1]}

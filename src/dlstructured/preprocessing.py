@@ -239,6 +239,12 @@ def infer_kind(series: pd.Series) -> str:
     )
 
 
+def _first_present(series: pd.Series) -> Any:
+    """The first non-missing value of a column, to show in an error message."""
+    present = series.dropna()
+    return present.iloc[0] if len(present) else None
+
+
 def _numeric_values(series: pd.Series, name: Any) -> np.ndarray:
     """A float64 array of one numeric column (NaN for missing), or a DataError if it is not."""
     dtype = series.dtype
@@ -252,7 +258,7 @@ def _numeric_values(series: pd.Series, name: Any) -> np.ndarray:
             return _numeric_values(pd.Series(converted), name)
         except (ValueError, TypeError):
             pass
-    example = next((v for v in series.tolist() if not _is_missing_scalar(v)), None)
+    example = _first_present(series)
     raise DataError(
         f"Column {name!r} must hold numbers (it was numeric when the preprocessing was fitted), "
         f"but it holds {dtype} values such as {example!r}. Convert the column to numbers, or "
@@ -273,7 +279,7 @@ def _datetime_values(series: pd.Series, name: Any) -> pd.Series:
                 return pd.to_datetime(series, errors="raise", format="mixed")
         except (ValueError, TypeError, OverflowError):
             pass
-    example = next((v for v in series.tolist() if not _is_missing_scalar(v)), None)
+    example = _first_present(series)
     raise DataError(
         f"Column {name!r} must hold dates or times (it did when the preprocessing was fitted), "
         f"but it holds {dtype} values such as {example!r}. Convert it with `pd.to_datetime`. "
@@ -317,6 +323,15 @@ def _scale_params(values: np.ndarray, scaling: str) -> tuple[float, float]:
     if not (half > 0.0 and math.isfinite(half)):
         half = 1.0
     return center, half
+
+
+def _median(values: np.ndarray) -> float:
+    """The median; the middle pair is averaged by halves so that huge values cannot overflow."""
+    with np.errstate(over="ignore"):
+        median = float(np.median(values))
+    if not math.isfinite(median):
+        median = float(np.median(values * 0.5)) * 2.0
+    return median
 
 
 def _apply_scale(values: np.ndarray, center: float, half: float, limit: float = CLIP) -> np.ndarray:
@@ -770,7 +785,7 @@ class TabularPreprocessor:
             {
                 "column": name,
                 "part": part,
-                "fill": float(np.median(present)),
+                "fill": _median(present),
                 "center": center,
                 "half": half,
                 "value": not constant,
