@@ -218,6 +218,25 @@ def test_save_and_load_give_identical_predictions(kind, request, tmp_path):
     model.threshold = 0.5
 
 
+def test_plain_keras_loading_after_importing_keras_then_dlstructured(regression, tmp_path):
+    import subprocess
+    import sys
+
+    frame, _, model = regression
+    model.save(tmp_path / "model.keras")
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    code = (
+        "import keras, dlstructured, pandas as pd, numpy as np, sys;"
+        f"m = keras.saving.load_model({str(tmp_path / 'model.keras')!r});"
+        f"np.save(sys.argv[1], m.predict(pd.read_csv({str(tmp_path / 'rows.csv')!r})))"
+    )
+    out = tmp_path / "predictions.npy"
+    result = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    expected = model.predict(pd.read_csv(tmp_path / "rows.csv"))
+    np.testing.assert_allclose(np.load(out), expected, rtol=1e-6)
+
+
 def test_save_is_atomic(regression, tmp_path, monkeypatch):
     _, _, model = regression
     path = tmp_path / "model.keras"
