@@ -33,7 +33,6 @@ from dlstructured import (
     multiclass_classifier,
     train,
 )
-from dlstructured._safe_loading import load_keras_file
 
 pytestmark = pytest.mark.fuzz
 
@@ -287,7 +286,7 @@ def test_damaged_model_files_load_or_raise_model_file_error(model_bytes, data, t
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = load_keras_file(path)
+            model = dlstructured.load_model(path)
     except ModelFileError as error:
         assert "damaged.keras" in str(error)
         return

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 import dlstructured
-from dlstructured import ModelFileError, load_checkpoint
-from dlstructured._safe_loading import load_keras_file
+from dlstructured import ModelFileError, load_checkpoint, load_model
 
 
 def _via_checkpoint_folder(path):
@@ -23,9 +22,7 @@ def _via_checkpoint_folder(path):
     return load_checkpoint(folder)
 
 
-LOADERS = {"load_keras_file": load_keras_file, "load_checkpoint": _via_checkpoint_folder}
-if "load_model" in dlstructured._EXPORTS:  # the data pipeline's loader, once merged
-    LOADERS["load_model"] = lambda path: dlstructured.load_model(path)
+LOADERS = {"load_model": load_model, "load_checkpoint": _via_checkpoint_folder}
 
 
 @pytest.fixture(params=sorted(LOADERS))
@@ -157,8 +154,8 @@ def test_zip_archives_that_are_not_models_give_a_clear_error(tmp_path, load, mem
 
 def test_missing_file_folder_and_wrong_type(tmp_path):
     with pytest.raises(ModelFileError, match=r"No model file at .*absent\.keras"):
-        load_keras_file(tmp_path / "absent.keras")
+        load_model(tmp_path / "absent.keras")
     with pytest.raises(ModelFileError, match="not a file"):
-        load_keras_file(tmp_path)
+        load_model(tmp_path)
     with pytest.raises(TypeError, match="path"):
-        load_keras_file(3)
+        load_model(3)

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 import dlstructured
-from dlstructured._safe_loading import load_keras_file
 from dlstructured._threadsafe import predict_on_batch
 
 THREADS = 8
@@ -29,7 +28,7 @@ def test_loaded_network_predicts_the_same_from_8_threads(tmp_path, rng):
     x = rng.normal(size=(64, 6)).astype("float32")
     dlstructured.train(network, x, x.sum(axis=1), epochs=2, batch_size=16, seed=0)
     network.save(tmp_path / "model.keras")
-    model = load_keras_file(tmp_path / "model.keras")
+    model = dlstructured.load_model(tmp_path / "model.keras")
 
     rows = rng.normal(size=(THREADS * CALLS_PER_THREAD * ROWS_PER_CALL, 6)).astype("float32")
     chunks = np.split(rows, THREADS * CALLS_PER_THREAD)

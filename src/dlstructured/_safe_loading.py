@@ -1,10 +1,12 @@
-"""Load a ``.keras`` file without ever running code from it, or fail with a clear message.
+"""Checks that a ``.keras`` file is sound and carries no code, before Keras reads it.
 
 A ``.keras`` file is a zip archive holding ``config.json`` (how to rebuild the model),
-``metadata.json`` and the weights. :func:`load_keras_file` checks the file before Keras sees it
-(present, not empty, a zip archive, a JSON configuration naming only Keras's and dlstructured's
-own classes, no ``Lambda`` layer or Python bytecode), then loads it with Keras safe mode on, and
-turns whatever Keras raises into a :class:`~dlstructured.ModelFileError` that names the file.
+``metadata.json`` and the weights. :func:`read_keras_config` checks the container (present, not
+empty, a zip archive whose checksums hold, a JSON configuration); :func:`check_config_is_safe`
+refuses a configuration with a ``Lambda`` layer, serialized Python code, or a class or function
+from a package other than Keras and dlstructured. ``dlstructured.load_model`` runs both, then
+loads with Keras safe mode on. Every refusal is a :class:`~dlstructured.ModelFileError` that
+names the file.
 """
 
 from __future__ import annotations
@@ -38,6 +40,14 @@ def read_keras_config(path: str | os.PathLike) -> dict[str, Any]:
         TypeError: If ``path`` is not a string or ``os.PathLike``.
         ModelFileError: If the file is missing, empty, not a zip archive, truncated, or has no
             readable ``config.json``.
+
+    Example:
+
+    >>> from dlstructured._safe_loading import read_keras_config
+    >>> read_keras_config("no-such-model.keras")
+    Traceback (most recent call last):
+    ...
+    dlstructured.errors.ModelFileError: No model file at 'no-such-model.keras'. Check the path.
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"`path` must be a file path (str or os.PathLike). Received: path={path!r}")
@@ -64,8 +74,8 @@ def read_keras_config(path: str | os.PathLike) -> dict[str, Any]:
         ) from error
     except zipfile.BadZipFile as error:
         raise ModelFileError(
-            f"{_describe(path)} is not a .keras model file, or it is truncated: not a readable "
-            f"zip archive ({error})."
+            f"{_describe(path)} is not a readable .keras model file (not a zip archive: "
+            f"truncated or corrupt?): {error}"
         ) from error
     except (OSError, EOFError, ValueError, UnicodeDecodeError, zipfile.LargeZipFile) as error:
         if isinstance(error, ModelFileError):
@@ -121,53 +131,3 @@ def check_config_is_safe(config: Any, path: str | os.PathLike) -> None:
             if top not in ALLOWED_MODULES and not is_keras_function:
                 raise _refuse(path, f"{class_name!r} from module {module!r}, which is not Keras's")
         stack.extend(item.values())
-
-
-def load_keras_file(path: str | os.PathLike) -> Any:
-    """Load a ``.keras`` model file safely, or raise :class:`~dlstructured.ModelFileError`.
-
-    Args:
-        path: The ``.keras`` file.
-
-    Returns:
-        The loaded ``keras.Model`` (a ``TabularModel`` when that is what was saved).
-
-    Raises:
-        TypeError: If ``path`` is not a string or ``os.PathLike``.
-        ModelFileError: If the file is missing, empty, truncated, corrupt, not a model, or holds
-            code (a ``Lambda`` layer, a class from another package); the message names the file.
-
-    Example:
-
-    >>> from dlstructured._safe_loading import load_keras_file
-    >>> load_keras_file("no-such-model.keras")
-    Traceback (most recent call last):
-    ...
-    dlstructured.errors.ModelFileError: No model file at 'no-such-model.keras'. Check the path.
-    """
-    config = read_keras_config(path)
-    path = Path(path)
-    check_config_is_safe(config, path)
-    import importlib.util
-
-    import keras
-
-    # Register dlstructured's own classes (CategoryEmbedding, TabularModel) before Keras looks
-    # them up by name.
-    import dlstructured.layers  # noqa: F401
-
-    if importlib.util.find_spec("dlstructured.tabular") is not None:
-        import dlstructured.tabular  # noqa: F401
-    try:
-        model = keras.saving.load_model(path, compile=True, safe_mode=True)
-    except Exception as error:  # noqa: BLE001 - every failure becomes one clear error
-        text = str(error)
-        if "safe_mode" in text or "unsafe" in text.lower() or "lambda" in text.lower():
-            raise _refuse(path, "code that Keras safe mode refuses") from error
-        raise ModelFileError(
-            f"Could not load the model file {_describe(path)}: {type(error).__name__}: "
-            f"{text[:500]}"
-        ) from error
-    if not isinstance(model, keras.Model):
-        raise ModelFileError(f"{_describe(path)} holds a {type(model).__name__}, not a model.")
-    return model

@@ -25,6 +25,7 @@ import os
 import re
 import secrets
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,12 @@ def save_model_atomically(model: Any, path: str | os.PathLike) -> None:
         raise ValueError(f"`path` must end in .keras. Received: path={str(path)!r}")
     temporary = _temporary_path(path.parent, ".keras")
     try:
-        model.save(temporary)
+        with warnings.catch_warnings():
+            # Saving from inside `fit` on JAX makes Keras call NumPy's __array__ on its variables
+            # the NumPy 1 way; NumPy 2's deprecation notice for it is Keras's to fix, not ours.
+            warnings.filterwarnings("ignore", message=r"__array__ implementation doesn't accept",
+                                    category=DeprecationWarning)
+            model.save(temporary)
         _replace_atomically(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -465,13 +471,9 @@ def load_checkpoint(directory: str | os.PathLike) -> Any:
             f"{str(directory)!r} holds no best model yet ({BEST_MODEL_FILE} is missing): no "
             "epoch had completed when training stopped."
         )
-    import dlstructured
+    from dlstructured.tabular import load_model
 
-    if "load_model" in getattr(dlstructured, "_EXPORTS", {}):
-        return dlstructured.load_model(path)
-    from dlstructured._safe_loading import load_keras_file
-
-    return load_keras_file(path)
+    return load_model(path)
 
 
 __all__ = [

@@ -13,10 +13,8 @@ itself: its ``predict`` and ``evaluate`` take raw DataFrames, not Keras batches.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
-import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,8 @@ import numpy as np
 import pandas as pd
 
 from dlstructured._checks import check_float, check_int
+from dlstructured._safe_loading import check_config_is_safe, read_keras_config
+from dlstructured._threadsafe import predict_on_batch
 from dlstructured.errors import DataError, IncompatibleModelError, ModelFileError
 from dlstructured.preprocessing import (
     TabularPreprocessor,
@@ -204,7 +204,8 @@ class TabularModel(keras.Model):
                 if bucket > count:
                     filler = np.zeros((bucket - count, width), np.float32)
                     batch = np.concatenate([batch, filler])
-            outputs.append(np.asarray(self.network.predict_on_batch(batch))[:count])
+            # Keras's predict_on_batch is not thread-safe on JAX: a per-model lock makes it so.
+            outputs.append(predict_on_batch(self.network, batch)[:count])
         result = outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
         return np.asarray(result, dtype=np.float32).reshape(rows, units)
 
@@ -385,31 +386,6 @@ def _auc(truth: np.ndarray, score: np.ndarray) -> float:
     )
 
 
-def _peek_config(path: Path) -> dict[str, Any]:
-    """The top object's configuration from a ``.keras`` file, or ModelFileError."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            with archive.open("config.json") as handle:
-                config = json.load(handle)
-    except KeyError as error:
-        raise ModelFileError(
-            f"{str(path)!r} is a zip archive but not a Keras model file (no config.json)."
-        ) from error
-    except (
-        zipfile.BadZipFile,
-        OSError,
-        EOFError,
-        json.JSONDecodeError,
-        UnicodeDecodeError,
-    ) as error:
-        raise ModelFileError(
-            f"{str(path)!r} is not a readable .keras model file (truncated or corrupt?): {error}"
-        ) from error
-    if not isinstance(config, dict):
-        raise ModelFileError(f"{str(path)!r} does not hold a Keras model configuration.")
-    return config
-
-
 def load_model(path: str | os.PathLike) -> Any:
     """Load a model saved by :meth:`TabularModel.save` (or a plain Keras ``.keras`` model).
 
@@ -429,14 +405,9 @@ def load_model(path: str | os.PathLike) -> Any:
         IncompatibleModelError: If the file was written by an incompatible dlstructured format
             version (the message names both versions).
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"`path` must be a file path. Received: path={path!r}")
+    # Present, not empty, a zip archive whose checksums hold, with a JSON configuration.
+    config = read_keras_config(path)
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"No model file at {str(path)!r}. Check the path.")
-    if path.stat().st_size == 0:
-        raise ModelFileError(f"The model file {str(path)!r} is empty (0 bytes).")
-    config = _peek_config(path)
     registered = str(config.get("registered_name") or "")
     module = str(config.get("module") or "")
     ours = registered.startswith("dlstructured>")
@@ -446,6 +417,7 @@ def load_model(path: str | os.PathLike) -> Any:
             f"{module!r}, which is neither a dlstructured model nor a plain Keras model; "
             "dlstructured does not load it. Use `keras.saving.load_model` with its own package."
         )
+    check_config_is_safe(config, path)  # no Lambda layer, no code from other packages
     if ours:
         inner = (config.get("config") or {}).get("preprocessor") or {}
         check_format_version(inner.get("format_version"), f"The model file {str(path)!r}")
