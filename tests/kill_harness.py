@@ -143,7 +143,7 @@ def kill_mode(out: Path, kills: int, rng: random.Random) -> dict:
     for number in range(1, kills + 1):
         before = _pointer_epoch(run)
         from_start = rng.random() < 0.25
-        delay = rng.uniform(0.0, 4.0) if from_start else rng.uniform(0.0, 0.6)
+        delay = rng.uniform(0.0, 2.5) if from_start else rng.uniform(0.0, 0.6)
         started = time.monotonic()
         pid, read_fd = _start(run)
         if not from_start:

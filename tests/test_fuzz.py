@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, event, given
 from hypothesis import strategies as st
 
 import dlstructured
@@ -48,6 +48,7 @@ def _names_an_argument(error: Exception, names) -> bool:
 
 def _documented(error: Exception, names) -> None:
     """Fail unless ``error`` is a TypeError/ValueError naming one of ``names``."""
+    event(f"refused: {type(error).__name__}")
     assert isinstance(error, (TypeError, ValueError)), (
         f"undocumented {type(error).__name__}: {error}"
     )
@@ -110,6 +111,7 @@ def test_builders_build_or_refuse_clearly(builder, inputs, kwargs):
     except Exception as error:  # noqa: BLE001 - the property is about which exceptions
         _documented(error, BUILDER_ARGUMENTS)
         return
+    event("built")
     assert isinstance(model, keras.Model)
     assert model.input_shape == (None, inputs)
     units = kwargs.get("num_classes", 1) if builder == "multiclass_classifier" else 1
@@ -227,6 +229,7 @@ def test_train_trains_or_refuses_clearly(arguments, tmp_path_factory):
     except Exception as error:  # noqa: BLE001 - the property is about which exceptions
         _documented(error, TRAIN_ARGUMENTS)
         return
+    event("trained")
     assert 1 <= result.epochs_run <= values["epochs"]
     assert len(result.history) == result.epochs_run
     assert "loss" in result.history.columns
@@ -288,8 +291,10 @@ def test_damaged_model_files_load_or_raise_model_file_error(model_bytes, data, t
             warnings.simplefilter("ignore")
             model = dlstructured.load_model(path)
     except ModelFileError as error:
+        event(f"refused: {kind}")
         assert "damaged.keras" in str(error)
         return
+    event(f"loaded despite {kind}")
     # Damage that Keras tolerates (a name, a number in the configuration) still gives a model.
     outputs = model.predict(np.zeros((2, 2), "float32"), verbose=0)
     assert outputs.shape[0] == 2
@@ -331,6 +336,7 @@ def test_prepare_prepares_or_refuses_clearly(frame, target, task, valid_fraction
     except Exception as error:  # noqa: BLE001
         _documented(error, PREPARE_ARGUMENTS + list(frame.columns))
         return
+    event("prepared")
     assert data.x_train.dtype == np.float32 and data.x_train.shape[1] == data.num_features
     assert np.isfinite(data.x_train).all()
 
@@ -360,6 +366,7 @@ def test_prediction_on_raw_rows_predicts_or_refuses_clearly(tabular_model, frame
     except Exception as error:  # noqa: BLE001
         _documented(error, ["x", "rows", "size", "colour", "columns", "frame", "batch_size"])
         return
+    event("predicted")
     assert all(math.isfinite(float(value)) for value in np.ravel(predictions))
 
 

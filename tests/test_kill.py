@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -30,11 +31,19 @@ KILLS = 20
 
 
 def _harness(mode: str, out: Path, *extra: str) -> dict:
+    """Run the harness in its own process group, so a timeout also ends its forked children."""
     env = {**os.environ, "KERAS_BACKEND": keras.backend.backend()}
-    done = subprocess.run([sys.executable, str(HARNESS), mode, str(out), *extra],
-                          capture_output=True, text=True, env=env, timeout=540)
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    process = subprocess.Popen([sys.executable, str(HARNESS), mode, str(out), *extra],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=1200)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    assert process.returncode == 0, stderr[-4000:]
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 def _same_run(final: dict, reference: dict) -> None:
