@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dlstructured.datasets import load_breast_cancer, load_diabetes, read_table
+import dlstructured
+from dlstructured.datasets import find_index_column, load_breast_cancer, load_diabetes
 
 BUNDLED = {
     "diabetes": (load_diabetes, "progression"),
@@ -60,7 +61,10 @@ def setup(bundled: str, description: str) -> Setup:
     in_notebook = "ipykernel" in sys.modules
     args = parser.parse_args([] if in_notebook else None)
     if args.data:
-        frame = read_table(args.data)
+        frame = dlstructured.read_table(args.data)
+        index = find_index_column(frame)  # a first column that only numbers the rows
+        if index is not None:
+            frame = frame.drop(columns=index)
         target = args.target or str(frame.columns[-1])
         source = args.data
     else:

@@ -510,14 +510,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _read_data(path: str, console: _Console) -> Any:
-    from dlstructured.datasets import read_table
+    """Read a CSV or Parquet file, dropping a leading row-number column with a notice."""
+    import dlstructured
+    from dlstructured.datasets import find_index_column
 
+    if Path(path).is_dir():
+        raise UsageError(f"{path!r} is a folder; give a CSV or Parquet file")
     with _user_input(None):
-        frame = read_table(path)
-    if frame.shape[0] == 0:
-        raise UsageError(f"{path!r} has a header but no rows; give a file with data rows")
-    dropped = frame.attrs.get("dropped_index_column")
+        frame = dlstructured.read_table(path)
+    if frame.shape[1] == 0 or frame.shape[0] == 0:
+        raise UsageError(f"{path!r} holds no data rows; give a table with a header and rows")
+    dropped = find_index_column(frame)
     if dropped is not None:
+        frame = frame.drop(columns=dropped)
         console.notice(
             f"dropped the first column {dropped!r} of {path!r}: it only numbers the rows"
         )
@@ -600,7 +605,7 @@ def _prepare(frame: Any, target: str, options: dict[str, Any]) -> Any:
     if options["group_by"] is not None:
         if options["stratify"]:
             raise UsageError("--stratify and --group-by cannot be combined; choose one")
-        split = "group"
+        split = "grouped"
     elif options["stratify"]:
         split = "stratified"
     with _user_input("cannot prepare the data"):
@@ -656,23 +661,33 @@ def _train_and_write(
     if patience and not has_validation:
         console.notice("no validation rows (--valid-fraction 0): early stopping is off")
         patience = 0
-    callbacks = [] if console.quiet else [_progress_callback(options["epochs"])]
+    # The callback sees the loss on the scaled target; show it in the target's units.
+    loss_scale = float(getattr(data, "target_unit_scale", 1.0) or 1.0)
+    if data.task != "regression":
+        loss_scale = 1.0
+    callbacks = [] if console.quiet else [_progress_callback(options["epochs"], loss_scale)]
     console.notice(
         f"training a {options['model']} {data.task} model on {_count(data.x_train)} rows"
         + (f", validating on {_count(data.x_valid)}" if has_validation else "")
         + f" ({data.num_features} features, backend {backend})"
     )
-    result = dlstructured.train(
-        model,
-        data,
-        epochs=options["epochs"],
-        batch_size=options["batch_size"],
-        learning_rate=options["learning_rate"],
-        early_stopping=patience if patience else False,
-        callbacks=callbacks,
-        verbose=0,
-        seed=options["seed"],
-    )
+    with warnings.catch_warnings():
+        # The command line reports divergence and interruption itself, with its own advice.
+        from dlstructured.training import TrainingDivergedWarning, TrainingInterruptedWarning
+
+        warnings.simplefilter("ignore", TrainingDivergedWarning)
+        warnings.simplefilter("ignore", TrainingInterruptedWarning)
+        result = dlstructured.train(
+            model,
+            data,
+            epochs=options["epochs"],
+            batch_size=options["batch_size"],
+            learning_rate=options["learning_rate"],
+            early_stopping=patience if patience else False,
+            callbacks=callbacks,
+            verbose=0,
+            seed=options["seed"],
+        )
     summary = _summary(result, data, options, source=source, backend=backend)
     written = write_outputs(out, model=model, result=result, summary=summary)
     console.result(_metrics_table(result))
@@ -694,8 +709,13 @@ def _count(array: Any) -> int:
     return 0 if array is None else int(len(array))
 
 
-def _progress_callback(total_epochs: int) -> Any:
-    """A Keras callback that draws one progress bar over the epochs on standard error."""
+def _progress_callback(total_epochs: int, loss_scale: float = 1.0) -> Any:
+    """A Keras callback that draws one progress bar over the epochs on standard error.
+
+    On a terminal the bar redraws in place; elsewhere (a log file, a pipe) it prints the first
+    epoch and then one line per tenth of the epochs. ``loss_scale`` converts the losses to the
+    target's units (the network trains on a scaled regression target).
+    """
     import keras
 
     class EpochProgress(keras.callbacks.Callback):
@@ -716,7 +736,7 @@ def _progress_callback(total_epochs: int) -> Any:
             parts.append("[" + "#" * filled + "." * (width - filled) + "]")
             for key in ("loss", "val_loss"):
                 if key in logs:
-                    parts.append(f"{key} {float(logs[key]):.4f}")
+                    parts.append(f"{key} {float(logs[key]) * loss_scale:.4f}")
             parts.append(f"{time.perf_counter() - self.started:.0f}s")
             line = "  ".join(parts)
             if self.live:
@@ -899,7 +919,7 @@ def _cmd_predict(args: argparse.Namespace, console: _Console) -> int:
         with _user_input(f"cannot predict on {args.data!r}"):
             predictions = pd.DataFrame({"prediction": _as_1d(model.predict(frame))})
             if args.proba:
-                probabilities = _probability_frame(model, model.predict_proba(frame))
+                probabilities = _probability_frame(model.predict_proba(frame))
                 predictions = pd.concat([predictions, probabilities], axis=1)
     if args.out is None:
         predictions.to_csv(sys.stdout, index=False)
@@ -916,29 +936,13 @@ def _as_1d(values: Any) -> Any:
     return array.reshape(len(array), -1)[:, 0] if array.ndim > 1 else array
 
 
-def _class_labels(model: Any) -> list[Any] | None:
-    for owner in (model, getattr(model, "preprocessor", None)):
-        for name in ("classes_", "classes", "class_labels", "target_classes"):
-            labels = getattr(owner, name, None)
-            if labels is not None and not callable(labels):
-                return list(labels)
-    return None
-
-
-def _probability_frame(model: Any, probabilities: Any) -> Any:
-    import numpy as np
+def _probability_frame(probabilities: Any) -> Any:
+    """One ``probability_<label>`` column per class, from ``TabularModel.predict_proba``."""
     import pandas as pd
 
-    array = np.asarray(probabilities, dtype=float)
-    if array.ndim == 1:
-        array = array[:, None]
-    labels = _class_labels(model)
-    if array.shape[1] == 1:  # binary: probability of the positive class
-        positive = labels[-1] if labels and len(labels) == 2 else "positive"
-        return pd.DataFrame({f"probability_{positive}": array[:, 0]})
-    if labels is None or len(labels) != array.shape[1]:
-        labels = list(range(array.shape[1]))
-    return pd.DataFrame({f"probability_{label}": array[:, i] for i, label in enumerate(labels)})
+    frame = pd.DataFrame(probabilities).reset_index(drop=True)
+    frame.columns = [f"probability_{label}" for label in frame.columns]
+    return frame
 
 
 def _write_csv_atomically(frame: Any, path: Path) -> None:
