@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.abc
 import json
 import math
 import os
@@ -36,6 +37,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as shell tools report it
 
 BACKENDS = ("jax", "tensorflow")
 DEFAULT_BACKEND = "jax"
@@ -334,12 +336,31 @@ def _version() -> str:
 # --------------------------------------------------------------------------------------------
 
 
+class _KeepTensorFlowOut(importlib.abc.MetaPathFinder):
+    """Refuse to import TensorFlow, so a JAX run never loads it.
+
+    Keras 3 imports TensorFlow whenever it is installed and a model is saved (it checks for
+    TensorFlow types while serializing), even on the JAX backend, which costs seconds and memory.
+    With TensorFlow refused, Keras treats it as absent and saves the same file.
+    """
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ModuleNotFoundError(
+                f"dlstructured's command line runs Keras on JAX and does not load TensorFlow "
+                f"(import of {name!r} refused); use --backend tensorflow to run on it",
+                name=name,
+            )
+        return None
+
+
 @contextlib.contextmanager
 def _keras_backend(requested: str | None) -> Iterator[str]:
     """Select the Keras backend for this command, before Keras is imported.
 
     The environment variable is restored afterwards, so calling :func:`main` inside another
-    program leaves that program's environment as it was.
+    program leaves that program's environment as it was. On JAX, TensorFlow imports are refused
+    while the command runs (see :class:`_KeepTensorFlowOut`).
     """
     if "keras" in sys.modules:  # main() called inside a program that already imported Keras
         import keras
@@ -358,9 +379,15 @@ def _keras_backend(requested: str | None) -> Iterator[str]:
     os.environ["KERAS_BACKEND"] = name
     if name == "tensorflow" and saved["TF_CPP_MIN_LOG_LEVEL"] is None:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"  # keep TensorFlow's C++ start-up chatter quiet
+    blocker = None
+    if name == "jax" and "tensorflow" not in sys.modules:
+        blocker = _KeepTensorFlowOut()
+        sys.meta_path.insert(0, blocker)
     try:
         yield name
     finally:
+        if blocker is not None:
+            sys.meta_path.remove(blocker)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -416,7 +443,7 @@ def _warnings_as_notices(console: _Console) -> Iterator[None]:
         def show(message: Any, category: Any, filename: str, lineno: int, *rest: Any) -> None:
             own = f"{os.sep}dlstructured{os.sep}" in str(filename)
             if own or console.debug:
-                console.notice(f"{category.__name__}: {_one_line(message)}")
+                console.notice(f"warning: {_one_line(message)}")
 
         warnings.showwarning = show
         yield
@@ -494,6 +521,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.error("interrupted before any result was written")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader of our output went away, as `... | head` does
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so the final flush at exit cannot fail
+        return EXIT_BROKEN_PIPE
     except Exception as error:  # noqa: BLE001 - the last line of defence of a command line
         if console.debug:
             traceback.print_exc()
