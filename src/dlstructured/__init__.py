@@ -21,6 +21,12 @@ _EXPORTS = {
     "DataError": "errors",
     "ModelFileError": "errors",
     "IncompatibleModelError": "errors",
+    "ColumnTypeError": "errors",
+    "DataWarning": "errors",
+    "ConstantColumnWarning": "errors",
+    "IdentifierColumnWarning": "errors",
+    "MissingTargetWarning": "errors",
+    "ExtraColumnsWarning": "errors",
     # task policy (no Keras until a loss or metric object is built)
     "TASKS": "tasks",
     "TaskPolicy": "tasks",
@@ -30,6 +36,16 @@ _EXPORTS = {
     "dense_stack": "builders",
     "binary_classifier": "builders",
     "multiclass_classifier": "builders",
+    # data preparation (numpy/pandas only, no Keras)
+    "prepare": "data",
+    "PreparedData": "data",
+    "EmbeddingSpec": "data",
+    "split_frame": "data",
+    "read_table": "data",
+    "TabularPreprocessor": "preprocessing",
+    # trained model with its preprocessing
+    "TabularModel": "tabular",
+    "load_model": "tabular",
     # training
     "train": "training",
     "EarlyStopping": "training",
