@@ -60,10 +60,10 @@ print("ReLU stack:   best epoch", big.best_epoch, "of", big.epochs_run)
 
 # %% [markdown]
 # The same network with early stopping, the course's way: stop when the validation loss has not
-# improved by at least 0.001 for 20 epochs, and restore the best weights.
+# improved by at least 0.001 for 5 epochs, and restore the best weights.
 
 # %%
-stopper = dls.EarlyStopping(patience=20, min_delta=0.001, restore_best_weights=True)
+stopper = dls.EarlyStopping(patience=5, min_delta=0.001, restore_best_weights=True)
 stopped = dls.train(
     dls.dense_stack(data, hidden_units=(512, 512, 512), seed=0),
     data,

@@ -47,7 +47,7 @@ print("best epoch", result.best_epoch, "metrics", result.best_metrics)
 # The trained model takes raw rows and answers with the original labels, or probabilities.
 
 # %%
-rows = run.frame.drop(columns=run.target).head(5)
+rows = run.frame.drop(columns=run.target).sample(5, random_state=0)
 print(model.predict(rows))
 print(model.predict_proba(rows))
 
