@@ -124,8 +124,18 @@ def test_extreme_values_stay_finite():
     assert np.isfinite(wild).all() and np.abs(wild).max() <= CLIP
 
 
+def test_median_of_huge_values_does_not_overflow():
+    frame = pd.DataFrame({"a": [1e308, 1e308, np.nan, 0.0], "y": [0.0, 1.0, 2.0, 3.0]})
+    pre = fit(frame)
+    features = pre.transform(frame)
+    assert np.isfinite(features).all()
+    assert features[2, 0] == features[0, 0] == 1.0  # the median 1e308 fills the gap
+
+
 def test_median_imputation_with_indicator():
-    frame = pd.DataFrame({"a": [1.0, None, 3.0, 10.0], "b": [1.0, 2.0, 3.0, 4.0], "y": [0, 1, 0, 1]})
+    frame = pd.DataFrame(
+        {"a": [1.0, None, 3.0, 10.0], "b": [1.0, 2.0, 3.0, 4.0], "y": [0, 1, 0, 1]}
+    )
     pre = fit(frame)
     assert pre.feature_names == ["a", "b", "a (missing)"]
     features = pre.transform(frame)
@@ -138,7 +148,9 @@ def test_median_imputation_with_indicator():
 
 
 def test_strict_missing_lists_every_column():
-    frame = pd.DataFrame({"a": [1.0, None, 2.0], "b": [None, 1.0, 2.0], "c": [1, 2, 3], "y": [0, 1, 1]})
+    frame = pd.DataFrame(
+        {"a": [1.0, None, 2.0], "b": [None, 1.0, 2.0], "c": [1, 2, 3], "y": [0, 1, 1]}
+    )
     with pytest.raises(DataError, match=r"missing values: 'a', 'b'.*missing='impute'"):
         fit(frame, missing="error")
     pre = fit(frame.fillna(0.0), missing="error")
@@ -226,9 +238,7 @@ def test_embedding_codes_for_wide_columns():
 
 
 def test_one_hot_threshold_boundary():
-    frame = pd.DataFrame(
-        {"c": [f"v{k}" for k in range(5)] * 2, "y": np.arange(10.0)}
-    )
+    frame = pd.DataFrame({"c": [f"v{k}" for k in range(5)] * 2, "y": np.arange(10.0)})
     assert fit(frame, max_one_hot=5).embeddings == []
     assert len(fit(frame, max_one_hot=4).embeddings) == 1
 
@@ -403,8 +413,9 @@ def mixed_frame():
             "i": [1, 2, 3, 4, 5, 6],
             "c": ["a", "b", None, "a", "b", "a"],
             "wide": list("abcdef"),
-            "when": pd.to_datetime(["2020-01-01", "2020-02-01", None, "2021-01-01", "2021-06-01",
-                                    "2022-01-01"]),
+            "when": pd.to_datetime(
+                ["2020-01-01", "2020-02-01", None, "2021-01-01", "2021-06-01", "2022-01-01"]
+            ),
             "y": ["p", "q", "r", "p", "q", "r"],
         }
     )

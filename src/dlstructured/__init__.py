@@ -7,6 +7,7 @@ so a program can still choose its Keras backend (``KERAS_BACKEND``) after ``impo
 from __future__ import annotations
 
 import importlib
+import sys
 from importlib.metadata import PackageNotFoundError, version
 
 try:
@@ -67,3 +68,11 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+# Saved models name registered classes (``dlstructured>TabularModel``) that must exist before
+# ``keras.saving.load_model`` reads a file. If Keras is already imported, register them now (it
+# costs no backend choice); otherwise they register with the first model-related name used, and
+# ``dlstructured.load_model`` always does.
+if "keras" in sys.modules:
+    importlib.import_module(f"{__name__}.tabular")

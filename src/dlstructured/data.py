@@ -141,9 +141,12 @@ def _split_positions(
         return np.arange(size), np.arange(0)
     if split == "random":
         # The course's `df.sample(frac=0.7, random_state=0)`, reproduced exactly.
-        train = pd.RangeIndex(size).to_series().sample(
-            frac=1.0 - valid_fraction, random_state=seed
-        ).to_numpy()
+        train = (
+            pd.RangeIndex(size)
+            .to_series()
+            .sample(frac=1.0 - valid_fraction, random_state=seed)
+            .to_numpy()
+        )
         chosen = np.zeros(size, dtype=bool)
         chosen[train] = True
         return train, np.flatnonzero(~chosen)
@@ -226,7 +229,7 @@ def split_frame(
     >>> train.equals(frame.sample(frac=0.7, random_state=0))
     True
     >>> valid.index.tolist()
-    [0, 4, 9]
+    [0, 3, 5]
     """
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"`frame` must be a pandas DataFrame. Received: {type(frame).__name__}")
@@ -374,8 +377,10 @@ def prepare(
         )
     train, valid = labelled[train], labelled[valid]
     exclude = () if group_by is None else (group_by,)
-    preprocessor._fit(frame, train, labelled, exclude=exclude)
-    features = preprocessor._transform(frame, [train, valid], warn_extra=False)
+    factorized: dict = {}  # categorical columns are factorized once, for fit and transform
+    preprocessor._fit(frame, train, labelled, exclude=exclude, cache=factorized)
+    features = preprocessor._transform(frame, [train, valid], warn_extra=False, cache=factorized)
+    del factorized
     target_column = frame[target]
     y_train = preprocessor.transform_target(target_column.iloc[train])
     y_valid = preprocessor.transform_target(target_column.iloc[valid]) if len(valid) else None

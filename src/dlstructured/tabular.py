@@ -36,6 +36,7 @@ from dlstructured.preprocessing import (
 __all__ = ["TabularModel", "load_model"]
 
 DEFAULT_BATCH_SIZE = 8192
+_MIN_BUCKET = 16  # on JAX, batches are padded to 16, 32, 64 ... rows: few shapes to compile
 
 
 def _as_frame(rows: Any) -> pd.DataFrame:
@@ -133,7 +134,7 @@ class TabularModel(keras.Model):
 
     @property
     def classes(self) -> list[Any] | None:
-        """Class labels in the order of :meth:`predict_proba`'s columns (``None`` for regression)."""
+        """Class labels, in the order of `predict_proba` columns (`None` for regression)."""
         return self.preprocessor.classes
 
     @property
@@ -172,8 +173,12 @@ class TabularModel(keras.Model):
         check_format_version(preprocessor_config.get("format_version"))
         network = keras.saving.deserialize_keras_object(config["network"])
         preprocessor = TabularPreprocessor.from_config(preprocessor_config)
-        return cls(network, preprocessor, threshold=config.get("threshold", 0.5),
-                   name=config.get("name", "tabular_model"))
+        return cls(
+            network,
+            preprocessor,
+            threshold=config.get("threshold", 0.5),
+            name=config.get("name", "tabular_model"),
+        )
 
     # -- prediction ---------------------------------------------------------------------------
 
@@ -182,7 +187,8 @@ class TabularModel(keras.Model):
 
         ``predict_on_batch`` runs Keras's compiled predict step (a ``jax.jit`` or a
         ``tf.function``), several times faster than calling the network eagerly. On JAX, where
-        every new batch shape compiles again, short batches are padded to a power of two.
+        every new batch shape compiles again, short batches are padded to a power of two (at
+        least 16 rows).
         """
         rows, width = features.shape
         units = self.network.output_shape[-1]
@@ -194,7 +200,7 @@ class TabularModel(keras.Model):
             batch = features[start : start + batch_size]
             count = len(batch)
             if pad and count < batch_size:
-                bucket = min(batch_size, 1 << (count - 1).bit_length())
+                bucket = min(batch_size, max(_MIN_BUCKET, 1 << (count - 1).bit_length()))
                 if bucket > count:
                     filler = np.zeros((bucket - count, width), np.float32)
                     batch = np.concatenate([batch, filler])
@@ -374,8 +380,9 @@ def _auc(truth: np.ndarray, score: np.ndarray) -> float:
         return float("nan")
     ranks = pd.Series(score).rank(method="average").to_numpy()
     rank_sum = ranks[positives].sum()
-    return float((rank_sum - count_positive * (count_positive + 1) / 2) / (
-        count_positive * count_negative))
+    return float(
+        (rank_sum - count_positive * (count_positive + 1) / 2) / (count_positive * count_negative)
+    )
 
 
 def _peek_config(path: Path) -> dict[str, Any]:
@@ -388,7 +395,13 @@ def _peek_config(path: Path) -> dict[str, Any]:
         raise ModelFileError(
             f"{str(path)!r} is a zip archive but not a Keras model file (no config.json)."
         ) from error
-    except (zipfile.BadZipFile, OSError, EOFError, json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (
+        zipfile.BadZipFile,
+        OSError,
+        EOFError,
+        json.JSONDecodeError,
+        UnicodeDecodeError,
+    ) as error:
         raise ModelFileError(
             f"{str(path)!r} is not a readable .keras model file (truncated or corrupt?): {error}"
         ) from error

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from dlstructured._backend import variable_to_numpy
 from dlstructured._checks import (
     check_bool,
     check_choice,
@@ -167,7 +168,7 @@ class TrainingResult:
 
 def _snapshot(model: Any) -> list[np.ndarray]:
     """A host copy of every variable of ``model`` (weights, batch-norm statistics, seed states)."""
-    return [np.array(keras.ops.convert_to_numpy(v.value)) for v in model.weights]
+    return [variable_to_numpy(v) for v in model.weights]
 
 
 def _restore(model: Any, snapshot: list[np.ndarray]) -> None:
