@@ -37,7 +37,7 @@ clean:
 	rm -rf $(VENV) site runs .pytest_cache .hypothesis
 
 docs: $(STAMP)
-	$(VENV)/bin/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 # Runs every lesson's example on the bundled data and refreshes the pictures in docs/images.
 examples: $(STAMP)
