@@ -11,8 +11,10 @@ Modes:
     A reference run trains without interruption. Then children train into ``run/``, each
     resuming from the checkpoint the previous one left (or starting fresh if there is none), and
     each is SIGKILLed at a random moment: a random delay after its first completed epoch, or for
-    one attempt in four a random delay after its start. After every kill the folder is copied to
-    ``snapshots/kill-NN`` exactly as the kill left it. A last child resumes to the end.
+    one attempt in four a random delay after its start. After every attempt the folder is copied
+    to ``snapshots/attempt-NN`` exactly as the kill left it. When a chain of kills and resumes
+    reaches the end of the run, its folder is kept as ``chain-NN`` and a new chain starts. A last
+    child resumes the current chain to the end.
 ``signals``
     A child is stopped by SIGINT (Python's own ``KeyboardInterrupt``), one by SIGTERM (which the
     child's own handler turns into ``KeyboardInterrupt``, as the command line does); each writes
@@ -135,12 +137,25 @@ def _pointer_epoch(folder: Path) -> int | None:
         return None
 
 
+def _finished(folder: Path) -> bool:
+    """Whether the run in ``folder`` has ended (all epochs, or stopped early)."""
+    try:
+        pointer = json.loads((folder / "checkpoint.json").read_text())
+        state = json.loads((folder / pointer["state"] / "state.json").read_text())
+    except (OSError, ValueError, KeyError):
+        return False
+    return state["stopped_early"] or state["epoch"] >= state["epochs"]
+
+
 def kill_mode(out: Path, kills: int, rng: random.Random) -> dict:
     reference = _run_to_end(out / "reference", out / "reference.json")
     run, snapshots = out / "run", out / "snapshots"
     snapshots.mkdir(parents=True)
-    events = []
-    for number in range(1, kills + 1):
+    events, chains, attempts = [], [], 0
+    while sum(event["killed"] for event in events) < kills and attempts < 2 * kills:
+        attempts += 1
+        if _finished(run):  # a kill-and-resume chain reached the end: keep it, start another
+            chains.append(str(run.rename(out / f"chain-{len(chains) + 1:02d}")))
         before = _pointer_epoch(run)
         from_start = rng.random() < 0.25
         delay = rng.uniform(0.0, 2.5) if from_start else rng.uniform(0.0, 0.6)
@@ -148,20 +163,21 @@ def kill_mode(out: Path, kills: int, rng: random.Random) -> dict:
         pid, read_fd = _start(run)
         if not from_start:
             _wait_ready(read_fd, timeout=120.0)
-        time.sleep(max(0.0, delay - (time.monotonic() - started) if from_start else delay))
+        time.sleep(max(0.0, delay - (time.monotonic() - started)) if from_start else delay)
         os.kill(pid, signal.SIGKILL)
         status = _finish(pid, read_fd)
         killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
-        snapshot = snapshots / f"kill-{number:02d}"
+        snapshot = snapshots / f"attempt-{attempts:02d}"
         if run.exists():
             shutil.copytree(run, snapshot)
         else:
             snapshot.mkdir()
-        events.append({"kill": number, "killed": killed, "from_start": from_start,
-                       "delay": round(delay, 3), "epoch_before": before,
-                       "epoch_after": _pointer_epoch(run)})
+        events.append({"attempt": attempts, "snapshot": snapshot.name, "killed": killed,
+                       "from_start": from_start, "delay": round(delay, 3),
+                       "epoch_before": before, "epoch_after": _pointer_epoch(run)})
     final = _run_to_end(run, out / "final.json")
-    return {"mode": "kill", "events": events, "reference": reference, "final": final}
+    return {"mode": "kill", "events": events, "chains": chains, "reference": reference,
+            "final": final}
 
 
 def signals_mode(out: Path, rng: random.Random) -> dict:
