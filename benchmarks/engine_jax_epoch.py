@@ -1,0 +1,124 @@
+"""Per-epoch time of the JAX engine against plain Keras ``fit``, on the JAX backend.
+
+Not a test. Synthetic data shaped like the course's two small workloads:
+
+- ionosphere: 246 training rows x 33 features, Dense(4)-Dense(4)-Dense(1, sigmoid), batch 512
+  (one partial batch per epoch, so the epoch time is almost all overhead);
+- red wine: 1119 x 11, validation 480 rows, Dense(512) x 3 then Dense(1), MAE, batch 256.
+
+Also measures numpy's float32 matrix-product peak in the same run, and the FLOP rate of the
+engine on the red wine model (forward and backward of the training rows, forward of the
+validation rows; 2 FLOP per multiply-add, backward counted as twice the forward).
+
+Usage::
+
+    KERAS_BACKEND=jax PYTHONPATH=src python benchmarks/engine_jax_epoch.py [--epochs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import keras
+import numpy as np
+
+from dlstructured import binary_classifier, dense_stack
+from dlstructured import _engine_jax
+
+
+def matmul_peak(size: int = 1024, repeats: int = 20) -> float:
+    a = np.random.default_rng(0).random((size, size), dtype=np.float32)
+    b = a.copy()
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+class _Timer(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.ends = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.ends.append(time.perf_counter())
+
+
+def per_epoch(ends: list[float]) -> tuple[float, float]:
+    """Median and minimum seconds between epoch ends, skipping the first (compilation)."""
+    gaps = np.diff(ends[1:])
+    return float(np.median(gaps)), float(np.min(gaps))
+
+
+def run_engine(build, x, y, valid, loss, metrics, epochs, batch_size):
+    network = build()
+    timer = _Timer()
+    callbacks = keras.callbacks.CallbackList([timer], model=network)
+    _engine_jax.fit(
+        network, x=x, y=y, sample_weight=None, validation=valid, loss=loss(),
+        metrics=metrics(), optimizer=keras.optimizers.Adam(), epochs=epochs, initial_epoch=0,
+        batch_size=batch_size, seed=0, callbacks=callbacks,
+    )
+    return per_epoch(timer.ends)
+
+
+def run_keras(build, x, y, valid, loss, metrics, epochs, batch_size):
+    network = build()
+    network.compile(optimizer=keras.optimizers.Adam(), loss=loss(), metrics=metrics())
+    timer = _Timer()
+    validation_data = None if valid is None else valid[:2]
+    network.fit(x, y, validation_data=validation_data, batch_size=batch_size, epochs=epochs,
+                callbacks=[timer], verbose=0)
+    return per_epoch(timer.ends)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=200)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+
+    x = rng.normal(size=(246, 33)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.float32)
+    xv = rng.normal(size=(105, 33)).astype(np.float32)
+    yv = (xv[:, 0] + xv[:, 1] > 0).astype(np.float32)
+    iono = dict(
+        build=lambda: binary_classifier(33, hidden_units=(4, 4), seed=0),
+        x=x, y=y, valid=(xv, yv, None), loss=keras.losses.BinaryCrossentropy,
+        metrics=lambda: [keras.metrics.BinaryAccuracy(name="binary_accuracy"),
+                         keras.metrics.AUC(name="auc")],
+        batch_size=512,
+    )
+    x = rng.normal(size=(1119, 11)).astype(np.float32)
+    y = rng.normal(size=(1119,)).astype(np.float32)
+    xv = rng.normal(size=(480, 11)).astype(np.float32)
+    yv = rng.normal(size=(480,)).astype(np.float32)
+    wine = dict(
+        build=lambda: dense_stack(11, hidden_units=(512, 512, 512), seed=0),
+        x=x, y=y, valid=(xv, yv, None), loss=keras.losses.MeanAbsoluteError,
+        metrics=lambda: [keras.metrics.MeanAbsoluteError(name="mae")], batch_size=256,
+    )
+    dense_flops = 2 * (11 * 512 + 512 * 512 * 2 + 512)
+    wine_flops = 3 * dense_flops * 1119 + dense_flops * 480
+
+    peak = matmul_peak()
+    print(f"numpy float32 matmul peak: {peak:.0f} GFLOP/s")
+    for name, work, epochs in (("ionosphere 4-4-1", iono, args.epochs),
+                               ("red wine 512x3", wine, max(args.epochs // 10, 10))):
+        engine_median, engine_min = run_engine(epochs=epochs, **work)
+        keras_median, keras_min = run_keras(epochs=max(epochs // 4, 5), **work)
+        line = (f"{name}: engine {engine_median * 1e3:.2f} ms/epoch (min {engine_min * 1e3:.2f}), "
+                f"keras fit {keras_median * 1e3:.2f} ms/epoch (min {keras_min * 1e3:.2f}), "
+                f"ratio {engine_median / keras_median:.3f}")
+        if name.startswith("red wine"):
+            rate = wine_flops / engine_median / 1e9
+            line += f"; engine {rate:.0f} GFLOP/s = {rate / peak:.0%} of peak"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
