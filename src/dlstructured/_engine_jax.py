@@ -226,8 +226,21 @@ class _EpochProgram:
         return (trainable, non_trainable, optimizer_values), jnp.stack(values)
 
 
-def _values(variables: list) -> list:
-    return [variable.value for variable in variables]
+def _values(variables: list, seen: set) -> list:
+    """Current values of ``variables``, each a buffer of its own so that it can be donated.
+
+    Two variables may hold the same array (after ``a.assign(b.value)``, for example); XLA
+    refuses to donate one buffer twice, so the second one gets a copy.
+    """
+    values = []
+    for variable in variables:
+        value = variable.value
+        if isinstance(value, jax.Array):
+            if id(value) in seen:
+                value = jnp.copy(value)
+            seen.add(id(value))
+        values.append(value)
+    return values
 
 
 def _assign(variables: list, values: list) -> None:
@@ -310,7 +323,11 @@ def fit(
         for epoch in range(initial_epoch, epochs):
             callbacks.on_epoch_begin(epoch)
             order = in_order if seed is None else epoch_order(num_rows, seed, epoch)
-            state = (_values(trainable), _values(non_trainable), _values(optimizer_variables))
+            seen: set[int] = set()
+            state = tuple(
+                _values(variables, seen)
+                for variables in (trainable, non_trainable, optimizer_variables)
+            )
             (new_trainable, new_non_trainable, new_optimizer), values = program.run(
                 state, data, valid_data, order
             )
