@@ -66,7 +66,10 @@ def _match_rank(y_true: Any, y_pred: Any) -> Any:
 
 
 def _take(array: Any, rows: Any) -> Any:
-    return None if array is None else jnp.take(array, rows, axis=0)
+    # The rows of a batch are distinct indices within bounds: no clamping or fill needed.
+    if array is None:
+        return None
+    return array.at[rows].get(mode="promise_in_bounds", unique_indices=True)
 
 
 class _EpochProgram:
@@ -116,7 +119,7 @@ class _EpochProgram:
         # sample weights).
         return [
             metric.stateless_update_state(values, y_true, y_pred)
-            for metric, values in zip(self.metrics, metric_values)
+            for metric, values in zip(self.metrics, metric_values, strict=True)
         ]
 
     def _train_step(self, data, carry, rows):
@@ -159,7 +162,7 @@ class _EpochProgram:
 
     def _results(self, prefix, metric_values, mean_loss):
         names, values = [prefix + "loss"], [mean_loss]
-        for metric, metric_state in zip(self.metrics, metric_values):
+        for metric, metric_state in zip(self.metrics, metric_values, strict=True):
             result = metric.stateless_result(metric_state)
             if isinstance(result, dict):
                 for key, item in result.items():
@@ -244,7 +247,7 @@ def _values(variables: list, seen: set) -> list:
 
 
 def _assign(variables: list, values: list) -> None:
-    for variable, value in zip(variables, values):
+    for variable, value in zip(variables, values, strict=True):
         variable.assign(value)
 
 
@@ -337,7 +340,7 @@ def fit(
             _assign(trainable, new_trainable)
             _assign(non_trainable, new_non_trainable)
             _assign(optimizer_variables, new_optimizer)
-            logs = dict(zip(program.names, np.asarray(values).tolist()))
+            logs = dict(zip(program.names, np.asarray(values).tolist(), strict=True))
             callbacks.on_epoch_end(epoch, logs)
             if network.stop_training:
                 break
