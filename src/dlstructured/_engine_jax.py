@@ -39,6 +39,7 @@ import numpy as np
 # Validation runs in inference mode, where rows are independent, so its chunk size changes only
 # speed and peak memory, never the results.
 _MIN_VALIDATION_CHUNK = 2048
+_MISSING = object()
 
 
 def epoch_order(num_rows: int, seed: int | None, epoch: int) -> np.ndarray | None:
@@ -270,8 +271,8 @@ def fit(
     """Train ``network`` in place, one compiled XLA program per epoch (JAX backend only).
 
     Same contract as the generic engine (``_engine_keras.fit``); ``training.train`` checks the
-    arguments. The network stays uncompiled; during the call ``network.optimizer`` is set to
-    ``optimizer`` (learning-rate callbacks look for it there) and put back afterwards.
+    arguments. The network stays uncompiled; during the call ``network.optimizer`` is
+    ``optimizer`` (learning-rate callbacks look for it there); afterwards it is as before.
 
     Args:
         network: An uncompiled single-input, single-output ``keras.Model``.
@@ -295,7 +296,9 @@ def fit(
         None. The network's variables and the optimizer's variables hold the trained state.
     """
     num_rows = len(x)
-    previous_optimizer = getattr(network, "optimizer", None)
+    # Learning-rate callbacks find the optimizer as `model.optimizer`; an uncompiled model has no
+    # such attribute, so lend it for the call and put things back as they were afterwards.
+    previous_optimizer = getattr(network, "optimizer", _MISSING)
     network.optimizer = optimizer
     network.stop_training = False
     try:
@@ -346,7 +349,10 @@ def fit(
                 break
         callbacks.on_train_end(logs)
     finally:
-        network.optimizer = previous_optimizer
+        if previous_optimizer is _MISSING:
+            del network.optimizer
+        else:
+            network.optimizer = previous_optimizer
 
 
 def _device_or_none(array: np.ndarray | None) -> Any:
