@@ -364,7 +364,7 @@ def test_shuffling_dropout_and_resuming_follow_their_seeds_like_keras():
     np.testing.assert_allclose(first_logs.logs[-1]["val_loss"], expected, rtol=RTOL)
 
 
-def test_early_stopping_callback_stops_and_restores_best_weights():
+def test_early_stopping_and_checkpoints_see_each_epoch(tmp_path):
     setup = _regression_setup()
     args = {k: setup[k] for k in ("loss", "metrics", "valid")}
     network = setup["build"]()
@@ -372,11 +372,20 @@ def test_early_stopping_callback_stops_and_restores_best_weights():
     stopper = keras.callbacks.EarlyStopping(
         monitor="val_loss", min_delta=1000.0, patience=2, restore_best_weights=True
     )
-    recorder = _engine_fit(network, setup["x"], setup["y"], epochs=10, callbacks=[stopper], **args)
+    checkpoint = keras.callbacks.ModelCheckpoint(
+        str(tmp_path / "epoch_{epoch}.weights.h5"), save_weights_only=True
+    )
+    recorder = _engine_fit(
+        network, setup["x"], setup["y"], epochs=10, callbacks=[stopper, checkpoint], **args
+    )
     assert len(recorder.logs) == 3
     assert stopper.stopped_epoch == 2
     assert not np.allclose(recorder.weights[0][0], recorder.weights[2][0])
     _assert_same_weights(recorder.weights[0], network.get_weights(), rtol=0)
+    # The checkpoint of the second epoch holds that epoch's weights.
+    saved = setup["build"]()
+    saved.load_weights(tmp_path / "epoch_2.weights.h5")
+    _assert_same_weights(recorder.weights[1], saved.get_weights(), rtol=0)
 
 
 def test_learning_rate_scheduler_takes_effect_between_epochs():
