@@ -405,3 +405,21 @@ def test_learning_rate_scheduler_takes_effect_between_epochs():
     assert list(recorder.logs[0]) == ["loss", "mae"]
     # The engine lends the optimizer to the network only while it trains.
     assert not hasattr(network, "optimizer")
+
+
+def test_metric_without_variables_is_refused_before_training():
+    setup = _regression_setup()
+    network = setup["build"]()
+    begun = []
+    callback = keras.callbacks.LambdaCallback(on_train_begin=lambda logs: begun.append(True))
+    with pytest.raises(ValueError, match=r"'f1_score' \(F1Score\) with no variables"):
+        _engine_fit(
+            network,
+            setup["x"],
+            setup["y"],
+            loss=setup["loss"],
+            metrics=lambda: [keras.metrics.F1Score()],
+            callbacks=[callback],
+        )
+    assert begun == []
+    assert not hasattr(network, "optimizer")

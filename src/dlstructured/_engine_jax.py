@@ -239,10 +239,9 @@ def _values(variables: list, seen: set) -> list:
     values = []
     for variable in variables:
         value = variable.value
-        if isinstance(value, jax.Array):
-            if id(value) in seen:
-                value = jnp.copy(value)
-            seen.add(id(value))
+        if id(value) in seen:
+            value = jnp.copy(value)
+        seen.add(id(value))
         values.append(value)
     return values
 
@@ -294,7 +293,19 @@ def fit(
 
     Returns:
         None. The network's variables and the optimizer's variables hold the trained state.
+
+    Raises:
+        ValueError: If a metric creates its variables only on its first update (for example
+            ``keras.metrics.F1Score``), which cannot happen inside the compiled epoch.
     """
+    for metric in metrics:
+        if not metric.variables:
+            raise ValueError(
+                "The JAX engine needs metrics whose state variables exist before training "
+                f"(built-in metrics create them when constructed). Received: metric "
+                f"{metric.name!r} ({type(metric).__name__}) with no variables; use "
+                "engine='keras' for it."
+            )
     num_rows = len(x)
     # Learning-rate callbacks find the optimizer as `model.optimizer`; an uncompiled model has no
     # such attribute, so lend it for the call and put things back as they were afterwards.
