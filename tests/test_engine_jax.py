@@ -5,6 +5,8 @@ Runs on the JAX backend only (the engine needs it); skipped on the others.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -25,11 +27,31 @@ def _data(seed=0, rows=ROWS, features=FEATURES):
     return x, y
 
 
+def _regression_network():
+    """Batch norm on the inputs and in a hidden block, and an L2 penalty on one kernel."""
+    glorot = keras.initializers.GlorotUniform
+    inputs = keras.Input(shape=(FEATURES,), name="features")
+    x = keras.layers.BatchNormalization(name="input_batch_norm")(inputs)
+    x = keras.layers.Dense(
+        8,
+        activation="relu",
+        kernel_regularizer=keras.regularizers.L2(0.05),
+        kernel_initializer=glorot(seed=4),
+        name="block_1_dense",
+    )(x)
+    x = keras.layers.BatchNormalization(name="block_1_batch_norm")(x)
+    x = keras.layers.Dense(
+        8, activation="relu", kernel_initializer=glorot(seed=5), name="block_2_dense"
+    )(x)
+    outputs = keras.layers.Dense(1, kernel_initializer=glorot(seed=6), name="output")(x)
+    return keras.Model(inputs, outputs)
+
+
 def _regression_setup():
     x, y = _data(0)
     x_valid, y_valid = _data(1, rows=30)
     return {
-        "build": lambda: dense_stack(FEATURES, hidden_units=(8, 8), seed=1),
+        "build": _regression_network,
         "x": x,
         "y": y,
         "valid": (x_valid, y_valid),
@@ -78,11 +100,12 @@ class _Recorder(keras.callbacks.Callback):
 
     def __init__(self):
         super().__init__()
-        self.logs, self.weights, self.learning_rates = [], [], []
+        self.logs, self.weights, self.trainable, self.learning_rates = [], [], [], []
 
     def on_epoch_end(self, epoch, logs=None):
         self.logs.append(dict(logs))
         self.weights.append([np.array(w) for w in self.model.get_weights()])
+        self.trainable.append([v.numpy() for v in self.model.trainable_variables])
         self.learning_rates.append(
             float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         )
@@ -175,6 +198,7 @@ def regression_run():
     """One unshuffled regression run with validation, shared by the tests that only read it."""
     setup = _regression_setup()
     network = setup["build"]()
+    initial = {v.path: v.numpy() for v in network.non_trainable_variables}
     optimizer = keras.optimizers.Adam(0.01)
     recorder = _engine_fit(
         network,
@@ -185,11 +209,13 @@ def regression_run():
         valid=setup["valid"],
         optimizer=optimizer,
     )
-    return setup, network, optimizer, recorder
+    return SimpleNamespace(
+        setup=setup, network=network, optimizer=optimizer, recorder=recorder, initial=initial
+    )
 
 
-def test_regression_matches_keras_fit_without_shuffling(regression_run):
-    setup, network, optimizer, recorder = regression_run
+def test_regression_with_batch_norm_and_penalty_matches_keras_fit(regression_run):
+    setup, network, recorder = regression_run.setup, regression_run.network, regression_run.recorder
     reference = setup["build"]()
     history = _keras_fit(
         reference,
@@ -200,8 +226,16 @@ def test_regression_matches_keras_fit_without_shuffling(regression_run):
         valid=setup["valid"],
     )
     _assert_same_history(recorder.logs, history)
+    # get_weights() holds the batch-norm moving statistics too.
     _assert_same_weights(network.get_weights(), reference.get_weights())
     assert list(recorder.logs[-1]) == ["loss", "mae", "val_loss", "val_mae"]
+    # The L2 penalty is in the loss (training and validation) but not in the MAE metric.
+    assert recorder.logs[-1]["loss"] > recorder.logs[-1]["mae"] + 1e-3
+    assert recorder.logs[-1]["val_loss"] > recorder.logs[-1]["val_mae"] + 1e-3
+    moving = [v for v in network.non_trainable_variables if "moving" in v.path]
+    assert len(moving) == 4
+    for variable in moving:
+        assert not np.allclose(variable.numpy(), regression_run.initial[variable.path])
     assert all(type(value) is float for value in recorder.logs[-1].values())
     # Callbacks saw each epoch's weights; the last ones are the model's.
     assert not np.allclose(recorder.weights[0][0], recorder.weights[1][0])
@@ -222,12 +256,11 @@ def test_classifiers_match_keras_fit_without_shuffling(task):
 def test_partial_last_batch_is_trained_on(regression_run):
     # 70 rows in batches of 16: four full steps and one on the last 6 rows, every epoch (the
     # match with Keras above shows they are the same steps).
-    _, _, optimizer, _ = regression_run
-    assert int(optimizer.iterations.numpy()) == 3 * 5
+    assert int(regression_run.optimizer.iterations.numpy()) == 3 * 5
 
 
 def test_sample_weights_match_keras_and_matter(regression_run):
-    setup, _, _, plain = regression_run
+    setup, plain = regression_run.setup, regression_run.recorder
     rng = np.random.default_rng(7)
     weights = rng.uniform(0.1, 3.0, size=ROWS).astype(np.float32)
     valid_weights = rng.uniform(0.1, 3.0, size=30).astype(np.float32)
@@ -243,42 +276,6 @@ def test_sample_weights_match_keras_and_matter(regression_run):
     _assert_same_history(recorder.logs, history)
     _assert_same_weights(weighted.get_weights(), reference.get_weights())
     assert abs(plain.logs[-1]["val_loss"] - recorder.logs[-1]["val_loss"]) > 1e-3
-
-
-def test_batch_norm_and_regularization_match_keras():
-    def build():
-        inputs = keras.Input(shape=(FEATURES,))
-        x = keras.layers.BatchNormalization(name="input_batch_norm")(inputs)
-        x = keras.layers.Dense(
-            8,
-            activation="relu",
-            kernel_regularizer=keras.regularizers.L2(0.05),
-            kernel_initializer=keras.initializers.GlorotUniform(seed=4),
-        )(x)
-        x = keras.layers.BatchNormalization(name="hidden_batch_norm")(x)
-        outputs = keras.layers.Dense(
-            1, kernel_initializer=keras.initializers.GlorotUniform(seed=5)
-        )(x)
-        return keras.Model(inputs, outputs)
-
-    setup = _regression_setup()
-    args = {k: setup[k] for k in ("loss", "metrics", "valid")}
-    engine_net, keras_net = build(), build()
-    initial = {v.path: v.numpy() for v in engine_net.non_trainable_variables}
-    recorder = _engine_fit(engine_net, setup["x"], setup["y"], epochs=2, **args)
-    history = _keras_fit(keras_net, setup["x"], setup["y"], epochs=2, **args)
-    _assert_same_history(recorder.logs, history)
-    # The L2 penalty is in the loss (training and validation) but not in the MAE metric.
-    assert recorder.logs[-1]["loss"] > recorder.logs[-1]["mae"] + 1e-3
-    assert recorder.logs[-1]["val_loss"] > recorder.logs[-1]["val_mae"] + 1e-3
-    moving = [v for v in engine_net.non_trainable_variables if "moving" in v.path]
-    assert len(moving) == 4
-    for variable in moving:
-        assert not np.allclose(variable.numpy(), initial[variable.path])
-    _assert_same_weights(
-        [v.numpy() for v in engine_net.non_trainable_variables],
-        [v.numpy() for v in keras_net.non_trainable_variables],
-    )
 
 
 def _set_dropout_seed(network, seed):
@@ -399,9 +396,11 @@ def test_learning_rate_scheduler_takes_effect_between_epochs():
     scheduler = keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.01 if epoch == 0 else 0.0)
     recorder = _engine_fit(network, setup["x"], setup["y"], epochs=3, callbacks=[scheduler], **args)
     np.testing.assert_allclose(recorder.learning_rates, [0.01, 0.0, 0.0], rtol=1e-6)
-    # Learning rate 0 from the second epoch on: the weights stop moving.
-    assert not np.allclose(recorder.weights[0][0], setup["build"]().get_weights()[0])
-    _assert_same_weights(recorder.weights[0], recorder.weights[2], rtol=0)
+    # Learning rate 0 from the second epoch on: the trainable weights stop moving (the
+    # batch-norm moving statistics do not).
+    assert not np.allclose(recorder.trainable[0][0], setup["build"]().get_weights()[0])
+    _assert_same_weights(recorder.trainable[0], recorder.trainable[2], rtol=0)
+    assert not np.allclose(recorder.weights[0][2], recorder.weights[2][2])
     assert list(recorder.logs[0]) == ["loss", "mae"]
     # The engine lends the optimizer to the network only while it trains.
     assert not hasattr(network, "optimizer")
