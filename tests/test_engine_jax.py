@@ -275,6 +275,9 @@ def test_sample_weights_match_keras_and_matter(regression_run):
     )
     _assert_same_history(recorder.logs, history)
     _assert_same_weights(weighted.get_weights(), reference.get_weights())
+    # Without weights the run differs: in the weights it learns and in its validation loss.
+    kernel = regression_run.network.get_layer("block_2_dense").kernel.numpy()
+    assert not np.allclose(weighted.get_layer("block_2_dense").kernel.numpy(), kernel)
     assert abs(plain.logs[-1]["val_loss"] - recorder.logs[-1]["val_loss"]) > 1e-3
 
 
