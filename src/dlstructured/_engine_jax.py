@@ -36,20 +36,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dlstructured._engine_keras import epoch_order  # one row-order rule for both engines
+
 # Validation runs in inference mode, where rows are independent, so its chunk size changes only
 # speed and peak memory, never the results.
 _MIN_VALIDATION_CHUNK = 2048
 _MISSING = object()
-
-
-def epoch_order(num_rows: int, seed: int | None, epoch: int) -> np.ndarray | None:
-    """Row order for one epoch: a permutation fixed by ``(seed, epoch)``, or ``None`` (no shuffle).
-
-    The same rule as the generic engine's, so both engines feed the same batches.
-    """
-    if seed is None:
-        return None
-    return np.random.default_rng((seed, epoch)).permutation(num_rows).astype(np.int32)
 
 
 def _training_kwargs(network: Any, training: bool) -> dict[str, bool]:
