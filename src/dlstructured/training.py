@@ -78,7 +78,9 @@ class EarlyStopping:
         check_int("patience", self.patience, minimum=1)
         check_float("min_delta", self.min_delta, minimum=0.0)
         if self.monitor is not None and not isinstance(self.monitor, str):
-            raise TypeError(f"`monitor` must be a string or None. Received: monitor={self.monitor!r}")
+            raise TypeError(
+                f"`monitor` must be a string or None. Received: monitor={self.monitor!r}"
+            )
         check_bool("restore_best_weights", self.restore_best_weights)
 
 
@@ -172,7 +174,7 @@ def _snapshot(model: Any) -> list[np.ndarray]:
 
 
 def _restore(model: Any, snapshot: list[np.ndarray]) -> None:
-    for variable, value in zip(model.weights, snapshot):
+    for variable, value in zip(model.weights, snapshot, strict=True):
         variable.assign(value)
 
 
@@ -291,7 +293,9 @@ def _as_features(name: str, value: Any) -> np.ndarray:
     if array.ndim == 1:
         array = array.reshape(-1, 1)
     if array.ndim != 2:
-        raise ValueError(f"`{name}` must be 2-dimensional (rows, features). Received shape {array.shape}")
+        raise ValueError(
+            f"`{name}` must be 2-dimensional (rows, features). Received shape {array.shape}"
+        )
     if array.shape[0] == 0:
         raise ValueError(f"`{name}` has no rows. Received shape {array.shape}")
     if not np.isfinite(array).all():
@@ -350,10 +354,14 @@ def _class_weights_to_samples(class_weight: Any, y: np.ndarray, task: str) -> np
     classes, counts = np.unique(labels, return_counts=True)
     if isinstance(class_weight, str):
         check_choice("class_weight", class_weight, ("balanced",))
-        weights = {int(c): len(labels) / (len(classes) * n) for c, n in zip(classes, counts)}
+        weights = {
+            int(c): len(labels) / (len(classes) * n) for c, n in zip(classes, counts, strict=True)
+        }
     elif isinstance(class_weight, Mapping):
-        weights = {int(k): check_float(f"class_weight[{k!r}]", v, minimum=0.0)
-                   for k, v in class_weight.items()}
+        weights = {
+            int(k): check_float(f"class_weight[{k!r}]", v, minimum=0.0)
+            for k, v in class_weight.items()
+        }
         missing = sorted(set(classes.tolist()) - set(weights))
         if missing:
             raise ValueError(
@@ -387,7 +395,9 @@ def _make_optimizer(optimizer: Any, learning_rate: float) -> Any:
         return keras.optimizers.Adam(learning_rate=learning_rate)
     if isinstance(optimizer, str):
         try:
-            return keras.optimizers.get({"class_name": optimizer, "config": {"learning_rate": learning_rate}})
+            return keras.optimizers.get(
+                {"class_name": optimizer, "config": {"learning_rate": learning_rate}}
+            )
         except ValueError as error:
             raise ValueError(
                 "`optimizer` must be a Keras optimizer or its name ('adam', 'sgd', 'rmsprop' ...). "
@@ -556,8 +566,12 @@ def train(
         get_task(task)
     if valid_fraction is not None:
         valid_fraction = check_float(
-            "valid_fraction", valid_fraction, minimum=0.0, maximum=1.0,
-            min_inclusive=False, max_inclusive=False,
+            "valid_fraction",
+            valid_fraction,
+            minimum=0.0,
+            maximum=1.0,
+            min_inclusive=False,
+            max_inclusive=False,
         )
     if callbacks is not None and (
         isinstance(callbacks, keras.callbacks.Callback)
@@ -620,8 +634,11 @@ def train(
         validation = (x_valid, y_valid, w_valid)
     elif valid_fraction is not None:
         train_rows, valid_rows = _split_rows(len(x_train), valid_fraction, seed)
-        validation = (x_train[valid_rows], y_train[valid_rows],
-                      None if weights is None else weights[valid_rows])
+        validation = (
+            x_train[valid_rows],
+            y_train[valid_rows],
+            None if weights is None else weights[valid_rows],
+        )
         x_train, y_train = x_train[train_rows], y_train[train_rows]
         weights = None if weights is None else weights[train_rows]
 
@@ -681,7 +698,9 @@ def train(
 
     restore = stopping is None or stopping.restore_best_weights
     if watcher.best_weights is not None and (
-        watcher.diverged_epoch is not None or interrupted_epoch is not None or (stopping and restore)
+        watcher.diverged_epoch is not None
+        or interrupted_epoch is not None
+        or (stopping and restore)
     ):
         _restore(network, watcher.best_weights)
 
