@@ -58,7 +58,10 @@ def test_architecture_2_three_512_relu_layers_on_8_inputs():
 def test_architecture_3_128_128_64():
     model = dense_stack(11, hidden_units=[128, 128, 64])
     assert describe(model) == [
-        ("Dense", 128, "relu"), ("Dense", 128, "relu"), ("Dense", 64, "relu"), ("Dense", 1, "linear")
+        ("Dense", 128, "relu"),
+        ("Dense", 128, "relu"),
+        ("Dense", 64, "relu"),
+        ("Dense", 1, "linear"),
     ]
     expected = dense_params(11, 128) + dense_params(128, 128) + dense_params(128, 64) + 65
     assert model.count_params() == expected
@@ -67,7 +70,10 @@ def test_architecture_3_128_128_64():
 def test_architecture_4_dropout_after_each_dense():
     model = dense_stack(11, hidden_units=(128, 64), dropout_rate=0.3)
     assert describe(model) == [
-        ("Dense", 128, "relu"), ("Dropout", 0.3), ("Dense", 64, "relu"), ("Dropout", 0.3),
+        ("Dense", 128, "relu"),
+        ("Dropout", 0.3),
+        ("Dense", 64, "relu"),
+        ("Dropout", 0.3),
         ("Dense", 1, "linear"),
     ]
     assert model.count_params() == dense_params(11, 128) + dense_params(128, 64) + 65
@@ -75,13 +81,20 @@ def test_architecture_4_dropout_after_each_dense():
 
 def test_architecture_5_dense_dropout_batchnorm_three_times():
     model = dense_stack(
-        11, hidden_units=(1024,) * 3, dropout_rate=0.3, batch_norm=True,
+        11,
+        hidden_units=(1024,) * 3,
+        dropout_rate=0.3,
+        batch_norm=True,
         batch_norm_position="after_dropout",
     )
     block = [("Dense", 1024, "relu"), ("Dropout", 0.3), ("BatchNormalization",)]
     assert describe(model) == block * 3 + [("Dense", 1, "linear")]
-    expected = (dense_params(11, 1024) + 2 * dense_params(1024, 1024) + 3 * bn_params(1024)
-                + dense_params(1024, 1))
+    expected = (
+        dense_params(11, 1024)
+        + 2 * dense_params(1024, 1024)
+        + 3 * bn_params(1024)
+        + dense_params(1024, 1)
+    )
     assert model.count_params() == expected
 
 
@@ -89,8 +102,13 @@ def test_architecture_6_input_batchnorm_then_dense_batchnorm():
     model = dense_stack(11, hidden_units=(512,) * 3, batch_norm=True, input_batch_norm=True)
     block = [("Dense", 512, "relu"), ("BatchNormalization",)]
     assert describe(model) == [("BatchNormalization",)] + block * 3 + [("Dense", 1, "linear")]
-    expected = (bn_params(11) + dense_params(11, 512) + 2 * dense_params(512, 512)
-                + 3 * bn_params(512) + dense_params(512, 1))
+    expected = (
+        bn_params(11)
+        + dense_params(11, 512)
+        + 2 * dense_params(512, 512)
+        + 3 * bn_params(512)
+        + dense_params(512, 1)
+    )
     assert model.count_params() == expected
     assert model.layers[1].name == "input_batch_norm"
 
@@ -103,23 +121,41 @@ def test_architecture_7_sigmoid_classifier_on_33_inputs():
 
 def test_architecture_8_input_bn_dense_bn_dropout_classifier():
     model = binary_classifier(
-        63, hidden_units=(256, 256), batch_norm=True, dropout_rate=0.3, input_batch_norm=True,
+        63,
+        hidden_units=(256, 256),
+        batch_norm=True,
+        dropout_rate=0.3,
+        input_batch_norm=True,
         batch_norm_position="before_dropout",
     )
     block = [("Dense", 256, "relu"), ("BatchNormalization",), ("Dropout", 0.3)]
     assert describe(model) == [("BatchNormalization",)] + block * 2 + [("Dense", 1, "sigmoid")]
-    expected = (bn_params(63) + dense_params(63, 256) + bn_params(256) + dense_params(256, 256)
-                + bn_params(256) + dense_params(256, 1))
+    expected = (
+        bn_params(63)
+        + dense_params(63, 256)
+        + bn_params(256)
+        + dense_params(256, 256)
+        + bn_params(256)
+        + dense_params(256, 1)
+    )
     assert model.count_params() == expected
 
 
 def test_layer_names_are_stable_across_builds():
     first = [layer.name for layer in dense_stack(5, hidden_units=(8, 8), batch_norm=True).layers]
     second = [layer.name for layer in dense_stack(5, hidden_units=(8, 8), batch_norm=True).layers]
-    assert first == second == [
-        "features", "block_1_dense", "block_1_batch_norm", "block_2_dense", "block_2_batch_norm",
-        "output",
-    ]
+    assert (
+        first
+        == second
+        == [
+            "features",
+            "block_1_dense",
+            "block_1_batch_norm",
+            "block_2_dense",
+            "block_2_batch_norm",
+            "output",
+        ]
+    )
 
 
 def test_builders_return_new_uncompiled_models_with_declared_input():
@@ -132,7 +168,10 @@ def test_builders_return_new_uncompiled_models_with_declared_input():
 def test_per_layer_dropout_rates_and_activation():
     model = dense_stack(3, hidden_units=(8, 8), dropout_rate=[0.1, 0.5], activation="gelu")
     assert describe(model) == [
-        ("Dense", 8, "gelu"), ("Dropout", 0.1), ("Dense", 8, "gelu"), ("Dropout", 0.5),
+        ("Dense", 8, "gelu"),
+        ("Dropout", 0.1),
+        ("Dense", 8, "gelu"),
+        ("Dropout", 0.5),
         ("Dense", 1, "linear"),
     ]
 
@@ -141,8 +180,8 @@ def test_same_seed_builds_the_same_model_and_other_seeds_differ():
     a = dense_stack(6, hidden_units=(16, 16), seed=3).get_weights()
     b = dense_stack(6, hidden_units=(16, 16), seed=3).get_weights()
     c = dense_stack(6, hidden_units=(16, 16), seed=4).get_weights()
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=True))
 
 
 def test_layers_of_the_same_shape_get_different_initial_weights():
@@ -182,7 +221,9 @@ def test_bad_feature_count_is_refused_with_its_value(value):
     assert repr(value) in str(info.value)
 
 
-@pytest.mark.parametrize("value", [(0,), (-1, 4), (2.5,), (None,), ("64",), (True,), "64", 64, None])
+@pytest.mark.parametrize(
+    "value", [(0,), (-1, 4), (2.5,), (None,), ("64",), (True,), "64", 64, None]
+)
 def test_bad_hidden_units_are_refused_naming_the_argument(value):
     with pytest.raises((TypeError, ValueError), match="hidden_units"):
         dense_stack(4, hidden_units=value)
@@ -229,8 +270,12 @@ def test_parameter_count_matches_the_formula(
     num_features, hidden, rate, batch_norm, input_batch_norm, position
 ):
     model = dense_stack(
-        num_features, hidden_units=hidden, dropout_rate=rate, batch_norm=batch_norm,
-        input_batch_norm=input_batch_norm, batch_norm_position=position,
+        num_features,
+        hidden_units=hidden,
+        dropout_rate=rate,
+        batch_norm=batch_norm,
+        input_batch_norm=input_batch_norm,
+        batch_norm_position=position,
     )
     expected = bn_params(num_features) if input_batch_norm else 0
     width = num_features

@@ -26,8 +26,16 @@ def line(rng):
 
 def test_linear_unit_recovers_w_and_b(line):
     x, y = line
-    result = train(linear_unit(1, seed=0), x, y, epochs=150, batch_size=32,
-                   learning_rate=0.05, early_stopping=False, seed=0)
+    result = train(
+        linear_unit(1, seed=0),
+        x,
+        y,
+        epochs=150,
+        batch_size=32,
+        learning_rate=0.05,
+        early_stopping=False,
+        seed=0,
+    )
     w, b = result.model.get_layer("output").get_weights()
     assert abs(float(w[0, 0]) - 3.0) < 0.05
     assert abs(float(b[0]) - 2.0) < 0.05
@@ -45,13 +53,31 @@ def test_relu_stack_fits_what_a_linear_unit_cannot(rng):
 def test_sigmoid_classifier_separates_a_separable_problem(rng):
     x = rng.normal(size=(300, 2)).astype("float32")
     y = (x[:, 0] + x[:, 1] > 0).astype("float32")
-    result = train(binary_classifier(2, hidden_units=(8,), seed=0), x, y, epochs=40,
-                   batch_size=32, learning_rate=0.02, valid_fraction=0.25, seed=0)
+    result = train(
+        binary_classifier(2, hidden_units=(8,), seed=0),
+        x,
+        y,
+        epochs=40,
+        batch_size=32,
+        learning_rate=0.02,
+        valid_fraction=0.25,
+        seed=0,
+    )
     assert result.task == "binary"
     assert list(result.history.columns) == [
-        "binary_accuracy", "auc", "loss", "val_binary_accuracy", "val_auc", "val_loss"
+        "binary_accuracy",
+        "auc",
+        "loss",
+        "val_binary_accuracy",
+        "val_auc",
+        "val_loss",
     ] or set(result.history.columns) == {
-        "loss", "binary_accuracy", "auc", "val_loss", "val_binary_accuracy", "val_auc"
+        "loss",
+        "binary_accuracy",
+        "auc",
+        "val_loss",
+        "val_binary_accuracy",
+        "val_auc",
     }
     assert result.best_metrics["val_binary_accuracy"] > 0.95
 
@@ -59,8 +85,16 @@ def test_sigmoid_classifier_separates_a_separable_problem(rng):
 def test_multiclass_training_reports_accuracy(rng):
     x = rng.normal(size=(240, 2)).astype("float32")
     y = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0).astype(int)
-    result = train(multiclass_classifier(2, num_classes=3, hidden_units=(16,), seed=0), x, y,
-                   epochs=40, batch_size=32, learning_rate=0.02, seed=0, valid_fraction=0.25)
+    result = train(
+        multiclass_classifier(2, num_classes=3, hidden_units=(16,), seed=0),
+        x,
+        y,
+        epochs=40,
+        batch_size=32,
+        learning_rate=0.02,
+        seed=0,
+        valid_fraction=0.25,
+    )
     assert result.task == "multiclass"
     assert result.best_metrics["val_accuracy"] > 0.85
 
@@ -70,8 +104,17 @@ def test_early_stopping_stops_and_restores_the_best_weights(line):
     x_valid = x[:50]
     y_valid = -3 * x_valid[:, 0] + 2  # gets worse as the model learns the training line
     model = linear_unit(1, seed=0)
-    result = train(model, x, y, validation_data=(x_valid, y_valid), epochs=200, batch_size=32,
-                   learning_rate=0.05, early_stopping=EarlyStopping(patience=3), seed=0)
+    result = train(
+        model,
+        x,
+        y,
+        validation_data=(x_valid, y_valid),
+        epochs=200,
+        batch_size=32,
+        learning_rate=0.05,
+        early_stopping=EarlyStopping(patience=3),
+        seed=0,
+    )
     assert result.stopped_early
     assert result.epochs_run == result.best_epoch + 3 < 200
     restored = float(np.mean(np.abs(model.predict(x_valid, verbose=0)[:, 0] - y_valid)))
@@ -81,8 +124,9 @@ def test_early_stopping_stops_and_restores_the_best_weights(line):
 
 def test_history_has_one_row_per_epoch_and_loss_columns(line):
     x, y = line
-    result = train(linear_unit(1, seed=0), x, y, epochs=7, valid_fraction=0.2,
-                   early_stopping=False, seed=0)
+    result = train(
+        linear_unit(1, seed=0), x, y, epochs=7, valid_fraction=0.2, early_stopping=False, seed=0
+    )
     history = result.history
     assert len(history) == result.epochs_run == 7
     assert list(history.index) == list(range(1, 8))
@@ -104,8 +148,17 @@ def test_divergence_stops_keeps_finite_weights_and_warns(rng):
     y = x.sum(axis=1) * 1e3
     model = dense_stack(3, hidden_units=(16,), seed=0)
     with pytest.warns(TrainingDivergedWarning, match=r"diverged at epoch \d+.*scale the inputs"):
-        result = train(model, x, y, optimizer="sgd", learning_rate=10.0, loss="mse", epochs=50,
-                       early_stopping=False, seed=0)
+        result = train(
+            model,
+            x,
+            y,
+            optimizer="sgd",
+            learning_rate=10.0,
+            loss="mse",
+            epochs=50,
+            early_stopping=False,
+            seed=0,
+        )
     assert result.diverged and result.diverged_epoch is not None
     assert result.epochs_run == result.diverged_epoch < 50
     assert all(np.isfinite(w).all() for w in model.get_weights())
@@ -124,8 +177,7 @@ class _InterruptAt(keras.callbacks.Callback):
 def test_ctrl_c_returns_the_result_so_far(line):
     x, y = line
     with pytest.warns(TrainingInterruptedWarning, match="interrupted at epoch 3"):
-        result = train(linear_unit(1, seed=0), x, y, epochs=20, callbacks=[_InterruptAt(3)],
-                       seed=0)
+        result = train(linear_unit(1, seed=0), x, y, epochs=20, callbacks=[_InterruptAt(3)], seed=0)
     assert result.interrupted and result.interrupted_epoch == 3
     assert result.epochs_run == 3
 
@@ -133,8 +185,14 @@ def test_ctrl_c_returns_the_result_so_far(line):
 def test_ctrl_c_can_be_re_raised(line):
     x, y = line
     with pytest.raises(KeyboardInterrupt):
-        train(linear_unit(1, seed=0), x, y, epochs=20, callbacks=[_InterruptAt(2)],
-              on_interrupt="raise")
+        train(
+            linear_unit(1, seed=0),
+            x,
+            y,
+            epochs=20,
+            callbacks=[_InterruptAt(2)],
+            on_interrupt="raise",
+        )
 
 
 def test_user_callbacks_pass_through_and_change_the_learning_rate(line):
@@ -143,13 +201,22 @@ def test_user_callbacks_pass_through_and_change_the_learning_rate(line):
 
     class Record(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            seen.append((epoch, float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
-                                      if getattr(self.model, "optimizer", None) else -1)))
+            seen.append(
+                (
+                    epoch,
+                    float(
+                        keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+                        if getattr(self.model, "optimizer", None)
+                        else -1
+                    ),
+                )
+            )
 
     schedule = keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.1 if epoch < 2 else 0.0)
     model = linear_unit(1, seed=0)
-    result = train(model, x, y, epochs=4, callbacks=[schedule, Record()], early_stopping=False,
-                   seed=0)
+    result = train(
+        model, x, y, epochs=4, callbacks=[schedule, Record()], early_stopping=False, seed=0
+    )
     assert [epoch for epoch, _ in seen] == [0, 1, 2, 3]
     # With a zero learning rate from epoch 3 on, the weights stop moving.
     assert result.history["loss"].iloc[3] == pytest.approx(result.history["loss"].iloc[2], abs=1e-6)
@@ -178,8 +245,15 @@ def test_sample_and_class_weights(rng):
         train(model, x, y, epochs=1, class_weight={0: 1.0})
     with pytest.raises(ValueError, match="sample_weight"):
         train(model, x, y, epochs=1, sample_weight=np.ones(3))
-    zero = train(binary_classifier(2, hidden_units=(8,), seed=0), x, y, epochs=2,
-                 sample_weight=np.zeros(len(x)), early_stopping=False, seed=0)
+    zero = train(
+        binary_classifier(2, hidden_units=(8,), seed=0),
+        x,
+        y,
+        epochs=2,
+        sample_weight=np.zeros(len(x)),
+        early_stopping=False,
+        seed=0,
+    )
     assert zero.history["loss"].abs().max() == pytest.approx(0.0, abs=1e-7)
 
 
@@ -233,8 +307,9 @@ def test_bad_data_is_refused_clearly(line):
 def test_plot_draws_loss_and_accuracy_panels(rng):
     x = rng.normal(size=(60, 2)).astype("float32")
     y = (x[:, 0] > 0).astype("float32")
-    result = train(binary_classifier(2, hidden_units=(4,), seed=0), x, y, epochs=3,
-                   valid_fraction=0.3, seed=0)
+    result = train(
+        binary_classifier(2, hidden_units=(4,), seed=0), x, y, epochs=3, valid_fraction=0.3, seed=0
+    )
     fig = result.plot(title="curves")
     assert [axis.get_ylabel() for axis in fig.axes] == ["loss", "accuracy"]
     assert len(fig.axes[0].lines) >= 2

@@ -46,7 +46,9 @@ def check_float(
         right = "]" if max_inclusive else ")"
         low = "-inf" if minimum is None else f"{minimum:g}"
         high = "inf" if maximum is None else f"{maximum:g}"
-        raise ValueError(f"`{name}` must be in {left}{low}, {high}{right}. {_received(name, value)}")
+        raise ValueError(
+            f"`{name}` must be in {left}{low}, {high}{right}. {_received(name, value)}"
+        )
     return value
 
 

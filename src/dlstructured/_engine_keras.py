@@ -14,10 +14,10 @@ import numpy as np
 
 
 def epoch_order(num_rows: int, seed: int | None, epoch: int) -> np.ndarray | None:
-    """Row order for one epoch: a permutation fixed by ``(seed, epoch)``, or ``None`` (no shuffle)."""
+    """Row order of one epoch: a permutation fixed by ``(seed, epoch)``, or ``None`` (in order)."""
     if seed is None:
         return None
-    return np.random.default_rng((seed, epoch)).permutation(num_rows)
+    return np.random.default_rng((seed, epoch)).permutation(num_rows).astype(np.int32)
 
 
 class _Batches(keras.utils.PyDataset):

@@ -132,7 +132,7 @@ def _stack(
     model_inputs, x = _features(num_features, data, seeds[-1])
     if input_batch_norm:
         x = keras.layers.BatchNormalization(name="input_batch_norm")(x)
-    for index, (units, rate) in enumerate(zip(hidden_units, rates), start=1):
+    for index, (units, rate) in enumerate(zip(hidden_units, rates, strict=True), start=1):
         x = dense_block(
             x,
             units,

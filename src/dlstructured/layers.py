@@ -63,7 +63,9 @@ class CategoryEmbedding(keras.layers.Layer):
                 ),
                 name=f"table_{k}",
             )
-            for k, (input_dim, output_dim) in enumerate(zip(self.input_dims, self.output_dims))
+            for k, (input_dim, output_dim) in enumerate(
+                zip(self.input_dims, self.output_dims, strict=True)
+            )
         ]
 
     def build(self, input_shape):
@@ -77,7 +79,9 @@ class CategoryEmbedding(keras.layers.Layer):
         parts = []
         if self._numeric_indices:
             parts.append(ops.take(inputs, self._numeric_indices, axis=1))
-        for index, table, input_dim in zip(self.column_indices, self.tables, self.input_dims):
+        for index, table, input_dim in zip(
+            self.column_indices, self.tables, self.input_dims, strict=True
+        ):
             codes = ops.cast(inputs[:, index], "int32")
             codes = ops.clip(codes, 0, input_dim - 1)
             parts.append(table(codes))

@@ -29,7 +29,7 @@ from dlstructured._checks import (
     check_int,
     check_optional_seed,
 )
-from dlstructured.tasks import TASKS, TaskPolicy, get_task, task_from_activation
+from dlstructured.tasks import TaskPolicy, as_loss_object, get_task, task_from_activation
 
 ENGINES = ("auto", "keras", "jax")
 DIVERGENCE_ADVICE = (
@@ -79,7 +79,9 @@ class EarlyStopping:
         check_int("patience", self.patience, minimum=1)
         check_float("min_delta", self.min_delta, minimum=0.0)
         if self.monitor is not None and not isinstance(self.monitor, str):
-            raise TypeError(f"`monitor` must be a string or None. Received: monitor={self.monitor!r}")
+            raise TypeError(
+                f"`monitor` must be a string or None. Received: monitor={self.monitor!r}"
+            )
         check_bool("restore_best_weights", self.restore_best_weights)
 
 
@@ -173,7 +175,7 @@ def _snapshot(model: Any) -> list[np.ndarray]:
 
 
 def _restore(model: Any, snapshot: list[np.ndarray]) -> None:
-    for variable, value in zip(model.weights, snapshot):
+    for variable, value in zip(model.weights, snapshot, strict=True):
         variable.assign(value)
 
 
@@ -292,7 +294,9 @@ def _as_features(name: str, value: Any) -> np.ndarray:
     if array.ndim == 1:
         array = array.reshape(-1, 1)
     if array.ndim != 2:
-        raise ValueError(f"`{name}` must be 2-dimensional (rows, features). Received shape {array.shape}")
+        raise ValueError(
+            f"`{name}` must be 2-dimensional (rows, features). Received shape {array.shape}"
+        )
     if array.shape[0] == 0:
         raise ValueError(f"`{name}` has no rows. Received shape {array.shape}")
     if not np.isfinite(array).all():
@@ -360,10 +364,14 @@ def _class_weights_to_samples(class_weight: Any, y: np.ndarray, task: str) -> np
     classes, counts = np.unique(labels, return_counts=True)
     if isinstance(class_weight, str):
         check_choice("class_weight", class_weight, ("balanced",))
-        weights = {int(c): len(labels) / (len(classes) * n) for c, n in zip(classes, counts)}
+        weights = {
+            int(c): len(labels) / (len(classes) * n) for c, n in zip(classes, counts, strict=True)
+        }
     elif isinstance(class_weight, Mapping):
-        weights = {int(k): check_float(f"class_weight[{k!r}]", v, minimum=0.0)
-                   for k, v in class_weight.items()}
+        weights = {
+            int(k): check_float(f"class_weight[{k!r}]", v, minimum=0.0)
+            for k, v in class_weight.items()
+        }
         missing = sorted(set(classes.tolist()) - set(weights))
         if missing:
             raise ValueError(
@@ -397,7 +405,9 @@ def _make_optimizer(optimizer: Any, learning_rate: float) -> Any:
         return keras.optimizers.Adam(learning_rate=learning_rate)
     if isinstance(optimizer, str):
         try:
-            return keras.optimizers.get({"class_name": optimizer, "config": {"learning_rate": learning_rate}})
+            return keras.optimizers.get(
+                {"class_name": optimizer, "config": {"learning_rate": learning_rate}}
+            )
         except ValueError as error:
             raise ValueError(
                 "`optimizer` must be a Keras optimizer or its name ('adam', 'sgd', 'rmsprop' ...). "
@@ -580,8 +590,12 @@ def train(
         get_task(task)
     if valid_fraction is not None:
         valid_fraction = check_float(
-            "valid_fraction", valid_fraction, minimum=0.0, maximum=1.0,
-            min_inclusive=False, max_inclusive=False,
+            "valid_fraction",
+            valid_fraction,
+            minimum=0.0,
+            maximum=1.0,
+            min_inclusive=False,
+            max_inclusive=False,
         )
     if callbacks is not None and (
         isinstance(callbacks, keras.callbacks.Callback)
@@ -644,8 +658,11 @@ def train(
         validation = (x_valid, y_valid, w_valid)
     elif valid_fraction is not None:
         train_rows, valid_rows = _split_rows(len(x_train), valid_fraction, shuffle_seed)
-        validation = (x_train[valid_rows], y_train[valid_rows],
-                      None if weights is None else weights[valid_rows])
+        validation = (
+            x_train[valid_rows],
+            y_train[valid_rows],
+            None if weights is None else weights[valid_rows],
+        )
         x_train, y_train = x_train[train_rows], y_train[train_rows]
         weights = None if weights is None else weights[train_rows]
 
@@ -679,6 +696,7 @@ def train(
     callback_list = keras.callbacks.CallbackList(
         all_callbacks, add_history=False, add_progbar=False, model=network
     )
+    loss_object = policy.make_loss() if loss is None else as_loss_object(loss)
     _reset_dropout_seeds(network, shuffle_seed)
     engine_name, engine_fit = _select_engine(engine)
     initial_epoch = 0
@@ -697,7 +715,7 @@ def train(
             y=y_train,
             sample_weight=weights,
             validation=validation,
-            loss=policy.make_loss() if loss is None else keras.losses.get(loss),
+            loss=loss_object,
             metrics=policy.make_metrics(),
             optimizer=optimizer,
             epochs=epochs,
@@ -714,7 +732,9 @@ def train(
 
     restore = stopping is None or stopping.restore_best_weights
     if watcher.best_weights is not None and (
-        watcher.diverged_epoch is not None or interrupted_epoch is not None or (stopping and restore)
+        watcher.diverged_epoch is not None
+        or interrupted_epoch is not None
+        or (stopping and restore)
     ):
         _restore(network, watcher.best_weights)
 
