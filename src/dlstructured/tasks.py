@@ -84,6 +84,13 @@ def as_loss_object(loss: Any) -> Any:
         raise ValueError(f"`loss` must name a Keras loss. Received: loss={loss!r}")
     if isinstance(resolved, keras.losses.Loss):
         return resolved
+    # Keras's own Loss class for a built-in function (mean_absolute_error -> MeanAbsoluteError):
+    # it matches the ranks of targets and outputs ((n,) against (n, 1)) and saves by name, so a
+    # saved model loads in safe mode. Other functions keep the generic wrapper.
+    class_name = "".join(part.capitalize() for part in getattr(resolved, "__name__", "").split("_"))
+    builtin = getattr(keras.losses, class_name, None)
+    if isinstance(builtin, type) and issubclass(builtin, keras.losses.Loss):
+        return builtin()
     return _FunctionLoss(resolved)
 
 
