@@ -1,0 +1,587 @@
+"""Benchmark dlstructured against the course's own plain-Keras code, side by side in one run.
+
+Usage::
+
+    python benchmarks/run.py [--data-dir DIR] [--out results.json] [--markdown table.md]
+                             [--workloads NAME ...] [--sides NAME ...] [--memory] [--quick]
+
+Each (workload, side) runs in a fresh Python process (Keras fixes its backend per process), which
+writes its own figures as JSON; this parent process never imports Keras. The sides are:
+
+- ``keras-tensorflow``: the course's recipe in plain Keras on Keras's default backend, the
+  baseline every ratio is taken against;
+- ``dlstructured-jax``: the same work through ``prepare``, a builder and ``train`` on JAX (the
+  backend the command line picks by default);
+- ``dlstructured-tensorflow``: the same on TensorFlow (what a TensorFlow user of the Python API
+  gets);
+- ``keras-jax`` (not run by default): the plain-Keras recipe on JAX, for reference.
+
+How the derived figures are computed (``--help`` repeats the short form):
+
+- fit time: wall time of the ``model.fit(...)`` / ``dlstructured.train(...)`` call, compilation
+  included; process time: wall time of the whole worker process, from its launch to its exit
+  (interpreter start, imports, data loading, building, training, evaluation);
+- GFLOP/s: Dense layers only, ``2*in*out`` FLOPs per sample forward, 3x that for a training step
+  (forward + backward), plus one forward pass over the validation rows each epoch, divided by the
+  fit time. The peak is the best of several float32 ``2048x2048`` numpy matrix products, measured
+  in this process at the start and at the end of the run (the higher one is used);
+- overhead per epoch: time per epoch minus the time the epoch's FLOPs take at that peak, i.e. all
+  the time not explained by arithmetic at the machine's matrix-product speed (an upper bound on
+  the true overhead, exact for a model that does almost no arithmetic like ionosphere 4-4-1);
+- peak memory: ``ru_maxrss`` of the worker process; the memory workload reports instead the peak
+  RSS growth of the training call measured from just before it (``/proc/self/clear_refs``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from _workloads import DEFAULT_WORKLOADS, WORKLOADS, epoch_flops  # noqa: E402
+
+SIDES = {
+    "keras-tensorflow": ("keras", "tensorflow"),
+    "dlstructured-jax": ("dlstructured", "jax"),
+    "dlstructured-tensorflow": ("dlstructured", "tensorflow"),
+    "keras-jax": ("keras", "jax"),
+}
+DEFAULT_SIDES = ("keras-tensorflow", "dlstructured-jax", "dlstructured-tensorflow")
+BASELINE = "keras-tensorflow"
+
+
+# ------------------------------------------------------------------------------------------
+# Machine and peak.
+# ------------------------------------------------------------------------------------------
+
+
+def matmul_peak_gflops(size: int = 2048, repeats: int = 7) -> float:
+    """Best float32 matrix-product speed numpy reaches here, in GFLOP/s (``2*n**3`` per product)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    a @ b  # warm up the BLAS threads
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * size**3 / best / 1e9
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _memory_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _versions() -> dict:
+    versions = {"python": platform.python_version()}
+    for name in ("dlstructured", "keras", "tensorflow", "jax", "jaxlib", "numpy", "pandas"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _git_commit() -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        )
+        return done.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def machine_info() -> dict:
+    cores = os.cpu_count()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
+    return {
+        "cpu": _cpu_model(),
+        "logical_cpus": cores,
+        "usable_cpus": usable,
+        "memory_gib": _memory_gib(),
+        "platform": platform.platform(),
+        "versions": _versions(),
+        "git_commit": _git_commit(),
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# Running one side of one workload.
+# ------------------------------------------------------------------------------------------
+
+
+def run_worker(side: str, workload: str, args, folder: Path) -> dict:
+    """Run one worker process; its JSON plus ``process_s`` (launch to exit) and errors."""
+    library_side, backend = SIDES[side]
+    result_path = folder / f"{workload}-{side}.json"
+    log_path = folder / f"{workload}-{side}.log"
+    env = dict(os.environ)
+    env["KERAS_BACKEND"] = backend
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), *filter(None, [env.get("PYTHONPATH")])])
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of logs
+    command = [
+        sys.executable,
+        str(HERE / "_worker.py"),
+        "--side",
+        library_side,
+        "--workload",
+        workload,
+        "--result",
+        str(result_path),
+    ]
+    if args.data_dir:
+        command += ["--data-dir", args.data_dir]
+    if args.quick:
+        command.append("--quick")
+    start = time.perf_counter()
+    with open(log_path, "w") as log:
+        try:
+            completed = subprocess.run(
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=args.timeout
+            )
+            returncode = completed.returncode
+        except subprocess.TimeoutExpired:
+            returncode = None
+    process_s = time.perf_counter() - start
+    if result_path.is_file():
+        result = json.loads(result_path.read_text())
+    else:
+        result = {"side": library_side, "workload": workload}
+    result["process_s"] = process_s
+    result["returncode"] = returncode
+    if returncode is None:
+        result["error"] = f"timed out after {args.timeout} s"
+    elif returncode != 0 and "error" not in result:
+        tail = log_path.read_text()[-1500:]
+        result["error"] = f"worker exited with status {returncode}: {tail}"
+    return result
+
+
+def derive(workload: str, result: dict, peak_gflops: float) -> None:
+    """Add samples/s, GFLOP/s, fraction of peak and overhead per epoch to a training result."""
+    spec = WORKLOADS[workload]
+    if spec.kind != "train" or "fit_s" not in result or not result.get("epochs_run"):
+        return
+    epochs, fit_s = result["epochs_run"], result["fit_s"]
+    flops = epoch_flops(
+        result["num_features"], spec.hidden_units, result["n_train"], result["n_valid"]
+    )
+    per_epoch_s = fit_s / epochs
+    result["epoch_ms"] = per_epoch_s * 1000.0
+    result["samples_per_s"] = result["n_train"] * epochs / fit_s
+    result["flops_per_epoch"] = flops
+    result["gflops"] = flops / per_epoch_s / 1e9
+    result["fraction_of_peak"] = result["gflops"] / peak_gflops
+    result["overhead_ms_per_epoch"] = (per_epoch_s - flops / (peak_gflops * 1e9)) * 1000.0
+
+
+def add_ratios(results: dict) -> None:
+    """Fit-time and process-time ratios of every side against the plain-Keras baseline."""
+    for sides in results.values():
+        base = sides.get(BASELINE, {})
+        for result in sides.values():
+            if "error" in result:
+                continue
+            for key, ratio in (("fit_s", "fit_ratio"), ("process_s", "process_ratio")):
+                if key in result and base.get(key) and "error" not in base:
+                    result[ratio] = result[key] / base[key]
+
+
+def check_targets(results: dict) -> list[dict]:
+    """The issue's targets, each with the measured figure and whether it is met."""
+    targets = []
+
+    def add(name, workload, side, key, limit, at_most=True):
+        value = results.get(workload, {}).get(side, {}).get(key)
+        met = None if value is None else (value <= limit if at_most else value >= limit)
+        targets.append(
+            {
+                "target": name,
+                "workload": workload,
+                "side": side,
+                "figure": key,
+                "limit": limit,
+                "at_most": at_most,
+                "measured": value,
+                "met": met,
+            }
+        )
+
+    for workload in results:
+        if WORKLOADS[workload].kind == "train":
+            add(
+                "JAX fit time <= 0.25x plain Keras (TF)",
+                workload,
+                "dlstructured-jax",
+                "fit_ratio",
+                0.25,
+            )
+            add(
+                "JAX whole process <= 0.33x plain Keras (TF)",
+                workload,
+                "dlstructured-jax",
+                "process_ratio",
+                0.33,
+            )
+            add(
+                "TF fit time <= 0.5x plain Keras (TF)",
+                workload,
+                "dlstructured-tensorflow",
+                "fit_ratio",
+                0.5,
+            )
+    add(
+        "ionosphere overhead per epoch on JAX <= 1 ms",
+        "ionosphere_4x4",
+        "dlstructured-jax",
+        "overhead_ms_per_epoch",
+        1.0,
+    )
+    add(
+        "red wine 512x3 on JAX >= 60% of matmul peak",
+        "redwine_512x3",
+        "dlstructured-jax",
+        "fraction_of_peak",
+        0.6,
+        at_most=False,
+    )
+    for side in ("dlstructured-jax", "dlstructured-tensorflow"):
+        add("one-row prediction median <= 2 ms", "inference", side, "single_row_median_ms", 2.0)
+        add(
+            "100,000 rows >= 500,000 rows/s",
+            "inference",
+            side,
+            "bulk_rows_per_s",
+            500_000,
+            at_most=False,
+        )
+        if "memory_1m" in results:
+            budget = results["memory_1m"].get(side, {}).get("budget_mib")
+            if budget is not None:
+                add(
+                    "train: peak RSS growth < 2x float32 data + 1 GiB",
+                    "memory_1m",
+                    side,
+                    "growth_fit_mib",
+                    budget,
+                )
+                add(
+                    "prepare+build+train: peak RSS growth < 2x float32 data + 1 GiB",
+                    "memory_1m",
+                    side,
+                    "growth_whole_mib",
+                    budget,
+                )
+    return [t for t in targets if t["workload"] in results]
+
+
+# ------------------------------------------------------------------------------------------
+# Output.
+# ------------------------------------------------------------------------------------------
+
+
+def _fmt(value, spec: str = ".3g") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    return format(value, spec)
+
+
+def table_rows(results: dict) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """Rows of the three tables (training, inference, memory), as strings."""
+    train_header = [
+        "workload",
+        "side",
+        "fit s",
+        "process s",
+        "fit x",
+        "process x",
+        "epochs",
+        "val metric",
+        "samples/s",
+        "ms/epoch",
+        "overhead ms/ep",
+        "GFLOP/s",
+        "% peak",
+        "RSS MiB",
+    ]
+    infer_header = [
+        "workload",
+        "side",
+        "load s",
+        "1 row ms (median)",
+        "rows/s (bulk)",
+        "bulk rows",
+        "process s",
+        "RSS MiB",
+    ]
+    memory_header = [
+        "workload",
+        "side",
+        "rows x cols",
+        "float32 data MiB",
+        "budget MiB",
+        "growth: train MiB",
+        "growth: whole MiB",
+        "fit s",
+        "RSS MiB",
+    ]
+    tables = {
+        "train": (train_header, []),
+        "inference": (infer_header, []),
+        "memory": (memory_header, []),
+    }
+    for workload, sides in results.items():
+        kind = WORKLOADS[workload].kind
+        for side, r in sides.items():
+            if "error" in r:
+                row = [workload, side, "error"]
+                tables[kind][1].append(row + [""] * (len(tables[kind][0]) - len(row)))
+                continue
+            if kind == "train":
+                metric = r.get("val_metric_final")
+                best = _fmt(r.get("val_metric_best"), ".3f")
+                name = "MAE" if r.get("val_metric_name", "").startswith("val_mae") else "acc"
+                tables[kind][1].append(
+                    [
+                        workload,
+                        side,
+                        _fmt(r.get("fit_s"), ".2f"),
+                        _fmt(r.get("process_s"), ".1f"),
+                        _fmt(r.get("fit_ratio"), ".2f"),
+                        _fmt(r.get("process_ratio"), ".2f"),
+                        _fmt(r.get("epochs_run"), "d"),
+                        f"{name} {_fmt(metric, '.3f')} (best {best})",
+                        _fmt(r.get("samples_per_s"), ",.0f"),
+                        _fmt(r.get("epoch_ms"), ".1f"),
+                        _fmt(r.get("overhead_ms_per_epoch"), ".1f"),
+                        _fmt(r.get("gflops"), ".1f"),
+                        _fmt(
+                            None
+                            if r.get("fraction_of_peak") is None
+                            else 100 * r["fraction_of_peak"],
+                            ".0f",
+                        ),
+                        _fmt(r.get("peak_rss_mib"), ".0f"),
+                    ]
+                )
+            elif kind == "inference":
+                tables[kind][1].append(
+                    [
+                        workload,
+                        side,
+                        _fmt(r.get("load_s"), ".2f"),
+                        _fmt(r.get("single_row_median_ms"), ".2f"),
+                        _fmt(r.get("bulk_rows_per_s"), ",.0f"),
+                        _fmt(r.get("bulk_rows"), ",d"),
+                        _fmt(r.get("process_s"), ".1f"),
+                        _fmt(r.get("peak_rss_mib"), ".0f"),
+                    ]
+                )
+            else:
+                tables[kind][1].append(
+                    [
+                        workload,
+                        side,
+                        f"{r.get('rows', 0):,} x {r.get('features', 0)}",
+                        _fmt(r.get("data_float32_mib"), ".0f"),
+                        _fmt(r.get("budget_mib"), ".0f"),
+                        _fmt(r.get("growth_fit_mib"), ".0f"),
+                        _fmt(r.get("growth_whole_mib"), ".0f"),
+                        _fmt(r.get("fit_s"), ".1f"),
+                        _fmt(r.get("peak_rss_mib"), ".0f"),
+                    ]
+                )
+    return {kind: table for kind, table in tables.items() if table[1]}
+
+
+def format_text(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+
+    return "\n".join(
+        [line(header), line(["-" * width for width in widths])] + [line(row) for row in rows]
+    )
+
+
+def format_markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def format_errors(results: dict) -> str:
+    """One line per failed (workload, side), with the first line of its error."""
+    lines = []
+    for workload, sides in results.items():
+        for side, result in sides.items():
+            if "error" in result:
+                lines.append(f"- {workload} / {side}: {result['error'].splitlines()[0][:200]}")
+    return ("errors:\n" + "\n".join(lines)) if lines else ""
+
+
+def format_targets(targets: list[dict], markdown: bool = False) -> str:
+    rows = []
+    for t in targets:
+        verdict = {True: "met", False: "NOT met", None: "not measured"}[t["met"]]
+        bound = ("<= " if t["at_most"] else ">= ") + _fmt(t["limit"], ",.4g")
+        rows.append(
+            [t["target"], t["workload"], t["side"], _fmt(t["measured"], ",.3g"), bound, verdict]
+        )
+    header = ["target", "workload", "side", "measured", "limit", "verdict"]
+    return (format_markdown if markdown else format_text)(header, rows)
+
+
+# ------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None):
+    parser = argparse.ArgumentParser(
+        description="Benchmark dlstructured against the course's plain-Keras recipe.",
+        epilog="Fit time: the fit/train call; process: the whole worker process. GFLOP/s count "
+        "Dense layers only (2*in*out per sample forward, 3x for training, +1x validation). "
+        "Overhead per epoch = epoch time - epoch FLOPs at the numpy matmul peak.",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with the course's red-wine.csv and ion.csv; synthetic "
+        "data of the same shapes otherwise",
+    )
+    parser.add_argument("--out", default="runs/benchmark-results.json", help="JSON file to write")
+    parser.add_argument("--markdown", default=None, help="also write the tables as Markdown")
+    parser.add_argument(
+        "--workloads", nargs="+", choices=sorted(WORKLOADS), default=list(DEFAULT_WORKLOADS)
+    )
+    parser.add_argument("--sides", nargs="+", choices=list(SIDES), default=list(DEFAULT_SIDES))
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="add the 1,000,000 x 50 training-memory workload (memory_1m)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="few epochs and small data: checks the harness, not the speed",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=1800.0, help="seconds allowed to each worker process"
+    )
+    args = parser.parse_args(argv)
+    if args.memory and "memory_1m" not in args.workloads:
+        args.workloads.append("memory_1m")
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        parser.error(f"--data-dir must be an existing folder. Received: {args.data_dir!r}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    load_before = os.getloadavg()
+    peak_start = matmul_peak_gflops()
+    print(
+        f"numpy float32 matmul peak: {peak_start:.1f} GFLOP/s; load average {load_before}",
+        flush=True,
+    )
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="dlstructured-bench-") as folder:
+        for workload in args.workloads:
+            results[workload] = {}
+            for side in args.sides:
+                print(f"running {workload} / {side} ...", end=" ", flush=True)
+                result = run_worker(side, workload, args, Path(folder))
+                results[workload][side] = result
+                print("error" if "error" in result else f"{result['process_s']:.1f} s", flush=True)
+    peak_end = matmul_peak_gflops()
+    peak = max(peak_start, peak_end)
+    for workload, sides in results.items():
+        for result in sides.values():
+            derive(workload, result, peak)
+    add_ratios(results)
+    targets = check_targets(results)
+    report = {
+        "started_utc": started.isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "quick": args.quick,
+        "data_dir": args.data_dir,
+        "machine": machine_info(),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+        "matmul_peak_gflops": {"start": peak_start, "end": peak_end, "used": peak},
+        "baseline": BASELINE,
+        "results": results,
+        "targets": targets,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1, default=str))
+    tables = table_rows(results)
+    print()
+    for header, rows in tables.values():
+        print(format_text(header, rows) + "\n")
+    print(format_targets(targets))
+    errors = format_errors(results)
+    if errors:
+        print("\n" + errors)
+    print(
+        f"\nload average before {load_before}, after {report['load_average_after']}; "
+        f"matmul peak {peak:.1f} GFLOP/s; JSON written to {args.out}"
+    )
+    if args.markdown:
+        parts = [format_markdown(h, r) for h, r in tables.values()]
+        parts.append(format_targets(targets, markdown=True))
+        if format_errors(results):
+            parts.append(format_errors(results))
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text("\n\n".join(parts) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
