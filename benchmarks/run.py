@@ -39,9 +39,11 @@ import datetime
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from importlib import metadata
 from pathlib import Path
@@ -53,6 +55,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from _workloads import DEFAULT_WORKLOADS, WORKLOADS, epoch_flops  # noqa: E402
+from _workloads import load as load_data  # noqa: E402
 
 SIDES = {
     "keras-tensorflow": ("keras", "tensorflow"),
@@ -60,8 +63,14 @@ SIDES = {
     "dlstructured-tensorflow": ("dlstructured", "tensorflow"),
     "keras-jax": ("keras", "jax"),
 }
-DEFAULT_SIDES = ("keras-tensorflow", "dlstructured-jax", "dlstructured-tensorflow")
+DEFAULT_SIDES = (
+    "keras-tensorflow",
+    "dlstructured-jax",
+    "dlstructured-tensorflow",
+    "dlstructured-cli",
+)
 BASELINE = "keras-tensorflow"
+CLI_SIDE = "dlstructured-cli"  # the `dlstructured train` command, a process of its own
 
 
 # ------------------------------------------------------------------------------------------
@@ -153,50 +162,122 @@ def machine_info() -> dict:
 # ------------------------------------------------------------------------------------------
 
 
+def _launch(command: list[str], env: dict, log_path: Path, timeout: float) -> dict:
+    """Run a process to its end: wall time from launch to exit, exit status and its peak RSS."""
+    start = time.perf_counter()
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        timer = threading.Timer(timeout, process.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        finally:
+            timer.cancel()
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return {
+        "process_s": time.perf_counter() - start,
+        "returncode": process.returncode,
+        "timed_out": process.returncode == -signal.SIGKILL,
+        "process_peak_rss_mib": usage.ru_maxrss / 1024.0,
+    }
+
+
+def _environment(backend: str | None) -> dict:
+    env = dict(os.environ)
+    env.pop("KERAS_BACKEND", None)
+    if backend is not None:
+        env["KERAS_BACKEND"] = backend
+    # The checkout's own sources win over any installed dlstructured.
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), *filter(None, [env.get("PYTHONPATH")])])
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of logs
+    return env
+
+
 def run_worker(side: str, workload: str, args, folder: Path) -> dict:
-    """Run one worker process; its JSON plus ``process_s`` (launch to exit) and errors."""
+    """Run one side of one workload in a new process; its JSON plus process figures."""
+    if side == CLI_SIDE:
+        return run_cli(workload, args, folder)
     library_side, backend = SIDES[side]
     result_path = folder / f"{workload}-{side}.json"
     log_path = folder / f"{workload}-{side}.log"
-    env = dict(os.environ)
-    env["KERAS_BACKEND"] = backend
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), *filter(None, [env.get("PYTHONPATH")])])
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of logs
-    command = [
-        sys.executable,
-        str(HERE / "_worker.py"),
-        "--side",
-        library_side,
-        "--workload",
-        workload,
-        "--result",
-        str(result_path),
-    ]
+    command = [sys.executable, str(HERE / "_worker.py"), "--side", library_side]
+    command += ["--workload", workload, "--result", str(result_path)]
     if args.data_dir:
         command += ["--data-dir", args.data_dir]
     if args.quick:
         command.append("--quick")
-    start = time.perf_counter()
-    with open(log_path, "w") as log:
-        try:
-            completed = subprocess.run(
-                command, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=args.timeout
-            )
-            returncode = completed.returncode
-        except subprocess.TimeoutExpired:
-            returncode = None
-    process_s = time.perf_counter() - start
+    launched = _launch(command, _environment(backend), log_path, args.timeout)
     if result_path.is_file():
         result = json.loads(result_path.read_text())
     else:
         result = {"side": library_side, "workload": workload}
-    result["process_s"] = process_s
-    result["returncode"] = returncode
-    if returncode is None:
-        result["error"] = f"timed out after {args.timeout} s"
-    elif returncode != 0 and "error" not in result:
+    result.update(launched)
+    _note_failure(result, log_path, args.timeout)
+    return result
+
+
+def _note_failure(result: dict, log_path: Path, timeout: float) -> None:
+    if result["timed_out"]:
+        result["error"] = f"timed out after {timeout} s"
+    elif result["returncode"] != 0 and "error" not in result:
         tail = log_path.read_text()[-1500:]
-        result["error"] = f"worker exited with status {returncode}: {tail}"
+        result["error"] = f"process exited with status {result['returncode']}: {tail}"
+
+
+def run_cli(workload: str, args, folder: Path) -> dict:
+    """The ``dlstructured train`` command on the workload's data written as a CSV file.
+
+    The CSV is written by this process first (not timed); the command's default backend (JAX) is
+    used. Its figures come from the ``metrics.json`` the command writes.
+    """
+    spec = WORKLOADS[workload]
+    result: dict = {"side": "dlstructured-cli", "workload": workload}
+    if spec.kind != "train":
+        result["skipped"] = "the command line has no equivalent of this workload"
+        return result
+    frame, target, source = load_data(spec, args.data_dir, args.quick)
+    csv_path = folder / f"{workload}.csv"
+    frame.to_csv(csv_path, index=False)
+    out = folder / f"{workload}-cli"
+    epochs = spec.quick_epochs if args.quick else spec.epochs
+    command = [sys.executable, "-m", "dlstructured", "train", str(csv_path), "--target", target]
+    command += ["--task", spec.task, "--hidden", ",".join(str(u) for u in spec.hidden_units)]
+    command += ["--epochs", str(epochs), "--batch-size", str(spec.batch_size), "--patience", "0"]
+    command += ["--seed", "0", "--backend", "jax", "--quiet", "--out", str(out)]
+    if spec.dropout_rate:
+        command += ["--dropout", str(spec.dropout_rate)]
+    if spec.batch_norm:
+        command.append("--batch-norm")
+        if spec.batch_norm_position != "before_dropout":
+            result["note"] = "the command line puts batch norm before dropout; the course after"
+    if spec.input_batch_norm:
+        command.append("--input-batch-norm")
+    log_path = folder / f"{workload}-cli.log"
+    result.update(_launch(command, _environment(None), log_path, args.timeout))
+    result["data_source"] = source
+    result["backend"] = "jax"
+    metrics_path = out / "metrics.json"
+    if metrics_path.is_file():
+        summary = json.loads(metrics_path.read_text())
+        result["cli_summary"] = summary
+        result["engine"] = summary.get("engine")
+        result["epochs_run"] = summary.get("epochs_run")
+        result["fit_s"] = summary.get("fit_time_s")
+        rows = summary.get("rows") or {}
+        result["n_train"], result["n_valid"] = rows.get("train"), rows.get("valid")
+        result["num_features"] = summary.get("num_features")
+        final, best = summary.get("final") or {}, summary.get("best") or {}
+        key = "val_mae" if spec.task == "regression" else "val_binary_accuracy"
+        if key in final:
+            result["val_metric_name"] = key + " (as the command reports it)"
+            result["val_metric_final"] = final[key]
+            result["val_metric_best"] = best.get(key)
+    result["peak_rss_mib"] = result["process_peak_rss_mib"]
+    _note_failure(result, log_path, args.timeout)
+    if "error" not in result and result.get("fit_s") is None:
+        result["error"] = (
+            f"no fit time in {metrics_path.name}: {sorted(result.get('cli_summary', {}))}"
+        )
     return result
 
 
@@ -260,9 +341,9 @@ def check_targets(results: dict) -> list[dict]:
                 0.25,
             )
             add(
-                "JAX whole process <= 0.33x plain Keras (TF)",
+                "`dlstructured train` whole process <= 0.33x plain-Keras script (TF)",
                 workload,
-                "dlstructured-jax",
+                CLI_SIDE,
                 "process_ratio",
                 0.33,
             )
@@ -499,7 +580,9 @@ def parse_args(argv: list[str] | None):
     parser.add_argument(
         "--workloads", nargs="+", choices=sorted(WORKLOADS), default=list(DEFAULT_WORKLOADS)
     )
-    parser.add_argument("--sides", nargs="+", choices=list(SIDES), default=list(DEFAULT_SIDES))
+    parser.add_argument(
+        "--sides", nargs="+", choices=[*SIDES, CLI_SIDE], default=list(DEFAULT_SIDES)
+    )
     parser.add_argument(
         "--memory",
         action="store_true",
@@ -537,6 +620,9 @@ def main(argv: list[str] | None = None) -> int:
             for side in args.sides:
                 print(f"running {workload} / {side} ...", end=" ", flush=True)
                 result = run_worker(side, workload, args, Path(folder))
+                if "skipped" in result:
+                    print("skipped:", result["skipped"], flush=True)
+                    continue
                 results[workload][side] = result
                 print("error" if "error" in result else f"{result['process_s']:.1f} s", flush=True)
     peak_end = matmul_peak_gflops()

@@ -46,6 +46,7 @@ def test_ratios_skip_failed_sides_and_targets_report_verdicts():
             "keras-tensorflow": {"fit_s": 10.0, "process_s": 20.0},
             "dlstructured-jax": {"fit_s": 2.0, "process_s": 8.0, "overhead_ms_per_epoch": 0.5},
             "dlstructured-tensorflow": {"fit_s": 1.0, "process_s": 9.0, "error": "boom"},
+            "dlstructured-cli": {"fit_s": 3.0, "process_s": 7.0},
         }
     }
     run.add_ratios(results)
@@ -55,7 +56,9 @@ def test_ratios_skip_failed_sides_and_targets_report_verdicts():
     assert "fit_ratio" not in results["ionosphere_4x4"]["dlstructured-tensorflow"]
     verdicts = {(t["target"], t["side"]): t["met"] for t in run.check_targets(results)}
     assert verdicts[("JAX fit time <= 0.25x plain Keras (TF)", "dlstructured-jax")] is True
-    assert verdicts[("JAX whole process <= 0.33x plain Keras (TF)", "dlstructured-jax")] is False
+    assert jax_side["process_ratio"] == pytest.approx(0.4)
+    cli = "`dlstructured train` whole process <= 0.33x plain-Keras script (TF)"
+    assert verdicts[(cli, "dlstructured-cli")] is False  # 7 s / 20 s = 0.35
     assert verdicts[("TF fit time <= 0.5x plain Keras (TF)", "dlstructured-tensorflow")] is None
     assert verdicts[("ionosphere overhead per epoch on JAX <= 1 ms", "dlstructured-jax")] is True
 
