@@ -1,0 +1,716 @@
+"""The shared training wrapper: one ``train`` call for every model the builders make.
+
+``train`` compiles with Adam and the loss of the task (mean absolute error for regression, binary
+cross-entropy for binary classification, sparse categorical cross-entropy for multiclass), runs
+the fastest engine for the active Keras backend, watches for divergence, stops early, restores
+the best weights and returns a :class:`TrainingResult` of plain data.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+
+from dlstructured._checks import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    check_optional_seed,
+)
+from dlstructured.tasks import TASKS, TaskPolicy, get_task, task_from_activation
+
+ENGINES = ("auto", "keras", "jax")
+DIVERGENCE_ADVICE = (
+    "scale the inputs (prepare() does it), batch-normalize the inputs "
+    "(input_batch_norm=True), or lower the learning rate"
+)
+
+
+class TrainingDivergedWarning(UserWarning):
+    """Training stopped because the loss became NaN or infinite."""
+
+
+class TrainingInterruptedWarning(UserWarning):
+    """Training was interrupted (Ctrl-C) and returned the result so far."""
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Early stopping settings: stop when the monitored quantity stops improving.
+
+    Args:
+        patience: Epochs without an improvement of at least ``min_delta`` before stopping.
+            Defaults to ``20``.
+        min_delta: Smallest change that counts as an improvement. Defaults to ``0.001``.
+        monitor: Quantity to watch, such as ``"val_loss"`` or ``"val_auc"``. Defaults to
+            ``None``: ``"val_loss"`` when there is validation data, else ``"loss"``.
+        restore_best_weights: Put back the weights of the best epoch when training ends.
+            Defaults to ``True``.
+
+    Raises:
+        TypeError: If an argument has the wrong type.
+        ValueError: If ``patience`` is below 1 or ``min_delta`` is negative.
+
+    Example:
+
+    >>> from dlstructured import EarlyStopping
+    >>> EarlyStopping(patience=10, min_delta=0.0)
+    EarlyStopping(patience=10, min_delta=0.0, monitor=None, restore_best_weights=True)
+    """
+
+    patience: int = 20
+    min_delta: float = 0.001
+    monitor: str | None = None
+    restore_best_weights: bool = True
+
+    def __post_init__(self) -> None:
+        check_int("patience", self.patience, minimum=1)
+        check_float("min_delta", self.min_delta, minimum=0.0)
+        if self.monitor is not None and not isinstance(self.monitor, str):
+            raise TypeError(f"`monitor` must be a string or None. Received: monitor={self.monitor!r}")
+        check_bool("restore_best_weights", self.restore_best_weights)
+
+
+def _resolve_early_stopping(value: Any) -> EarlyStopping | None:
+    if isinstance(value, EarlyStopping):
+        return value
+    if value is None or value is False:
+        return None
+    if value is True:
+        return EarlyStopping()
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value == 0:
+            return None
+        return EarlyStopping(patience=check_int("early_stopping", value, minimum=0))
+    raise TypeError(
+        "`early_stopping` must be True, False, a patience (int, 0 turns it off) or an "
+        f"EarlyStopping(...). Received: early_stopping={value!r}"
+    )
+
+
+@dataclass
+class TrainingResult:
+    """What ``train`` returns: the trained model and plain data about the run.
+
+    Attributes:
+        model: The model passed to ``train``, trained in place (best weights restored when early
+            stopping asks for it).
+        history: One row per epoch (index ``epoch``, from 1), columns ``loss``, each metric,
+            ``val_loss`` and ``val_`` + each metric. Regression quantities are in the target's
+            original units when the data was prepared with a scaled target.
+        task: ``"regression"``, ``"binary"`` or ``"multiclass"``.
+        monitor: The quantity used to pick the best epoch.
+        best_epoch: Epoch (from 1) with the best ``monitor`` value, or ``None`` if none finished.
+        best_metrics: The history row of the best epoch, as a dict of floats.
+        final_metrics: The history row of the last epoch, as a dict of floats.
+        epochs_run: Number of epochs completed.
+        wall_time: Seconds spent in ``train``, preparation included.
+        fit_time: Seconds spent in the training loop.
+        stopped_early: Whether early stopping ended the run.
+        diverged: Whether the loss became NaN or infinite.
+        diverged_epoch: The epoch (from 1) where it did, else ``None``.
+        interrupted: Whether Ctrl-C ended the run.
+        interrupted_epoch: The epoch (from 1) during which it did, else ``None``.
+        engine: The training engine that ran (``"jax"`` or ``"keras"``).
+    """
+
+    model: Any
+    history: pd.DataFrame
+    task: str
+    monitor: str
+    best_epoch: int | None
+    best_metrics: dict[str, float]
+    final_metrics: dict[str, float]
+    epochs_run: int
+    wall_time: float
+    fit_time: float
+    stopped_early: bool = False
+    diverged: bool = False
+    diverged_epoch: int | None = None
+    interrupted: bool = False
+    interrupted_epoch: int | None = None
+    engine: str = "keras"
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def plot(self, *, title: str | None = None):
+        """Draw the learning curves: loss, and accuracy for classifiers.
+
+        Args:
+            title: Title of the figure. Defaults to ``None`` (no title).
+
+        Returns:
+            A ``matplotlib.figure.Figure`` (not shown; save it with ``fig.savefig(path)``).
+
+        Example:
+
+        >>> fig = result.plot()  # doctest: +SKIP
+        >>> fig.savefig("curves.png")  # doctest: +SKIP
+        """
+        from dlstructured.plotting import plot_history
+
+        return plot_history(self.history, task=self.task, title=title, best_epoch=self.best_epoch)
+
+
+# --------------------------------------------------------------------------------------------
+# Callbacks shared by every engine
+
+
+class _Monitor(keras.callbacks.Callback):
+    """Records each epoch, stops on divergence, stops early and keeps the best weights."""
+
+    def __init__(self, monitor: str, mode: str, early_stopping: EarlyStopping | None):
+        super().__init__()
+        self.monitor = monitor
+        self.mode = mode
+        self.early_stopping = early_stopping
+        self.rows: list[dict[str, float]] = []
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.best_weights: list[np.ndarray] | None = None
+        self.wait = 0
+        self.stopped_early = False
+        self.diverged_epoch: int | None = None
+        self.current_epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current_epoch = epoch + 1
+
+    def _improved(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        delta = self.early_stopping.min_delta if self.early_stopping else 0.0
+        if self.mode == "min":
+            return value < self.best - delta
+        return value > self.best + delta
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {name: float(value) for name, value in (logs or {}).items()}
+        self.rows.append(logs)
+        if not all(math.isfinite(logs.get(name, 0.0)) for name in ("loss", "val_loss")):
+            self.diverged_epoch = epoch + 1
+            self.model.stop_training = True
+            return
+        value = logs.get(self.monitor)
+        if value is None:
+            available = ", ".join(sorted(logs)) or "none"
+            raise ValueError(
+                f"Early stopping monitors {self.monitor!r}, which training does not report. "
+                f"Pick one of: {available}. Received: monitor={self.monitor!r}"
+            )
+        if self._improved(value):
+            self.best, self.best_epoch, self.wait = value, epoch + 1, 0
+            self.best_weights = self.model.get_weights()
+            return
+        self.wait += 1
+        if self.early_stopping is not None and self.wait >= self.early_stopping.patience:
+            self.stopped_early = True
+            self.model.stop_training = True
+
+
+class _EpochProgress(keras.callbacks.Callback):
+    """A progress bar over epochs (``verbose=1``) or one line per epoch (``verbose=2``)."""
+
+    def __init__(self, epochs: int, verbose: int, stream=None):
+        super().__init__()
+        self.epochs, self.verbose = epochs, verbose
+        self.stream = stream or sys.stderr
+        self.start = 0.0
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        shown = "  ".join(
+            f"{name} {logs[name]:.4g}" for name in ("loss", "val_loss") if name in logs
+        )
+        done = epoch + 1
+        elapsed = time.perf_counter() - self.start
+        if self.verbose == 1:
+            width = 24
+            filled = int(width * done / self.epochs)
+            bar = "=" * filled + (">" if filled < width else "") + " " * (width - filled - 1)
+            self.stream.write(f"\repoch {done}/{self.epochs} [{bar}] {shown}  {elapsed:.1f}s ")
+        else:
+            self.stream.write(f"epoch {done}/{self.epochs}  {shown}  {elapsed:.1f}s\n")
+        self.stream.flush()
+
+    def on_train_end(self, logs=None):
+        if self.verbose == 1:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# --------------------------------------------------------------------------------------------
+# Input handling
+
+
+def _is_prepared(x: Any) -> bool:
+    return hasattr(x, "x_train") and hasattr(x, "y_train") and hasattr(x, "preprocessor")
+
+
+def _as_features(name: str, value: Any) -> np.ndarray:
+    if isinstance(value, pd.DataFrame):
+        non_numeric = [c for c in value.columns if not pd.api.types.is_numeric_dtype(value[c])]
+        if non_numeric:
+            raise TypeError(
+                f"`{name}` has non-numeric columns {non_numeric}: encode them first, or pass the "
+                "frame to `dlstructured.prepare(frame, target=...)` and train on its result."
+            )
+        value = value.to_numpy(dtype="float32")
+    elif isinstance(value, pd.Series):
+        value = value.to_numpy(dtype="float32").reshape(-1, 1)
+    try:
+        array = np.asarray(value, dtype="float32")
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"`{name}` must be a numeric numpy array or pandas DataFrame. "
+            f"Received: {type(value).__name__}"
+        ) from error
+    if array.ndim == 1:
+        array = array.reshape(-1, 1)
+    if array.ndim != 2:
+        raise ValueError(f"`{name}` must be 2-dimensional (rows, features). Received shape {array.shape}")
+    if array.shape[0] == 0:
+        raise ValueError(f"`{name}` has no rows. Received shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(
+            f"`{name}` contains NaN or infinite values: impute or drop them, or use "
+            "`dlstructured.prepare`, which imputes and flags missing values."
+        )
+    return np.ascontiguousarray(array)
+
+
+def _as_targets(name: str, value: Any, task: str, num_rows: int) -> np.ndarray:
+    if value is None:
+        raise ValueError(f"`{name}` is required when training on arrays. Received: {name}=None")
+    if isinstance(value, (pd.Series, pd.DataFrame)):
+        value = value.to_numpy()
+    array = np.asarray(value)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise ValueError(f"`{name}` must be one value per row. Received shape {array.shape}")
+    if len(array) != num_rows:
+        raise ValueError(
+            f"`{name}` has {len(array)} rows but the features have {num_rows}: they must match."
+        )
+    if not np.issubdtype(array.dtype, np.number) and array.dtype != bool:
+        raise TypeError(
+            f"`{name}` must be numeric (0/1 for binary, class codes for multiclass). Received "
+            f"dtype {array.dtype}. Use `dlstructured.prepare` to map labels such as 'good'/'bad'."
+        )
+    if task == "multiclass":
+        return array.astype("int32")
+    array = array.astype("float32")
+    if not np.isfinite(array).all():
+        raise ValueError(f"`{name}` contains NaN or infinite values.")
+    if task == "binary" and not np.isin(array, (0.0, 1.0)).all():
+        raise ValueError(
+            f"`{name}` must hold 0/1 labels for a binary task. Received values "
+            f"{np.unique(array)[:5].tolist()}. Map labels with `dlstructured.prepare`."
+        )
+    return array
+
+
+def _infer_task(network: Any) -> str:
+    layer = network.layers[-1]
+    activation = getattr(layer, "activation", None)
+    name = getattr(activation, "__name__", "linear") if activation is not None else "linear"
+    return task_from_activation(name)
+
+
+def _class_weights_to_samples(class_weight: Any, y: np.ndarray, task: str) -> np.ndarray:
+    if task == "regression":
+        raise ValueError(
+            "`class_weight` only applies to classification. Use `sample_weight` for regression."
+        )
+    labels = y.astype("int64")
+    classes, counts = np.unique(labels, return_counts=True)
+    if isinstance(class_weight, str):
+        check_choice("class_weight", class_weight, ("balanced",))
+        weights = {int(c): len(labels) / (len(classes) * n) for c, n in zip(classes, counts)}
+    elif isinstance(class_weight, Mapping):
+        weights = {int(k): check_float(f"class_weight[{k!r}]", v, minimum=0.0)
+                   for k, v in class_weight.items()}
+        missing = sorted(set(classes.tolist()) - set(weights))
+        if missing:
+            raise ValueError(
+                f"`class_weight` has no weight for classes {missing}. Received: "
+                f"class_weight={dict(class_weight)!r}"
+            )
+    else:
+        raise TypeError(
+            "`class_weight` must be a dict {class: weight} or 'balanced'. "
+            f"Received: class_weight={class_weight!r}"
+        )
+    lookup = np.zeros(int(classes.max()) + 1, dtype="float32")
+    for c, w in weights.items():
+        if 0 <= c < len(lookup):
+            lookup[c] = w
+    return lookup[labels]
+
+
+def _split_rows(num_rows: int, fraction: float, seed: int | None):
+    if num_rows < 2:
+        raise ValueError(
+            f"`valid_fraction` needs at least 2 rows to split; the data has {num_rows}."
+        )
+    order = np.random.default_rng(seed).permutation(num_rows)
+    num_valid = min(max(1, round(num_rows * fraction)), num_rows - 1)
+    return np.sort(order[num_valid:]), np.sort(order[:num_valid])
+
+
+def _make_optimizer(optimizer: Any, learning_rate: float) -> Any:
+    if optimizer is None:
+        return keras.optimizers.Adam(learning_rate=learning_rate)
+    if isinstance(optimizer, str):
+        try:
+            return keras.optimizers.get({"class_name": optimizer, "config": {"learning_rate": learning_rate}})
+        except ValueError as error:
+            raise ValueError(
+                "`optimizer` must be a Keras optimizer or its name ('adam', 'sgd', 'rmsprop' ...). "
+                f"Received: optimizer={optimizer!r}"
+            ) from error
+    if not isinstance(optimizer, keras.optimizers.Optimizer):
+        raise TypeError(
+            f"`optimizer` must be a Keras optimizer, its name, or None. Received: {optimizer!r}"
+        )
+    return optimizer
+
+
+def _reset_dropout_seeds(network: Any, seed: int) -> None:
+    """Put every dropout seed generator of the network in a state fixed by ``seed``."""
+    states = [v for v in network.non_trainable_variables if v.path.endswith("seed_generator_state")]
+    for index, variable in enumerate(states):
+        value = np.array([seed, index], dtype=keras.backend.standardize_dtype(variable.dtype))
+        variable.assign(value.reshape(variable.shape))
+
+
+def _select_engine(engine: str):
+    backend = keras.backend.backend()
+    if engine == "jax" and backend != "jax":
+        raise ValueError(
+            f"engine='jax' needs the JAX backend, but Keras runs on {backend!r}. Set "
+            "KERAS_BACKEND=jax before importing Keras, or use engine='auto'."
+        )
+    if engine in ("auto", "jax") and backend == "jax":
+        try:
+            from dlstructured import _engine_jax
+        except ImportError:  # pragma: no cover - the fast path is optional
+            if engine == "jax":
+                raise
+        else:
+            return "jax", _engine_jax.fit
+    from dlstructured import _engine_keras
+
+    return "keras", _engine_keras.fit
+
+
+def _to_original_units(history: pd.DataFrame, policy: TaskPolicy, scale: float) -> pd.DataFrame:
+    if policy.name != "regression" or scale == 1.0:
+        return history
+    history = history.copy()
+    for column in history.columns:
+        base = column[4:] if column.startswith("val_") else column
+        power = policy.unit_powers.get(base)
+        if power:
+            history[column] = history[column] * scale**power
+    return history
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def train(
+    model: Any,
+    x: Any,
+    y: Any = None,
+    *,
+    task: str | None = None,
+    validation_data: Sequence | None = None,
+    valid_fraction: float | None = None,
+    epochs: int = 100,
+    batch_size: int = 256,
+    learning_rate: float = 0.001,
+    optimizer: Any = None,
+    loss: Any = None,
+    early_stopping: Any = True,
+    class_weight: Any = None,
+    sample_weight: Any = None,
+    callbacks: Sequence[Any] | None = None,
+    verbose: int = 0,
+    seed: int | None = None,
+    engine: str = "auto",
+    on_interrupt: str = "return",
+) -> TrainingResult:
+    """Compile and train a model, with early stopping, and return its learning curves and metrics.
+
+    The model is compiled with Adam and the loss its task calls for (one table,
+    ``dlstructured.TASKS``): mean absolute error for regression, binary cross-entropy with binary
+    accuracy and AUC for binary classification, sparse categorical cross-entropy with accuracy
+    for multiclass. The task is ``task`` if given, else the task of prepared data, else the one
+    the model's output activation implies (sigmoid: binary, softmax: multiclass, else
+    regression).
+
+    On the JAX backend a fast engine compiles whole epochs; elsewhere Keras's ``fit`` runs.
+    Both shuffle in an order fixed by ``seed`` and call the same callbacks.
+
+    If the loss becomes NaN or infinite, training stops, the best weights seen before are put
+    back, a ``TrainingDivergedWarning`` says what to fix and the result has ``diverged=True``.
+    Ctrl-C (``KeyboardInterrupt``) ends training and returns the result so far with
+    ``interrupted=True`` (``on_interrupt="raise"`` re-raises instead).
+
+    Args:
+        model: A Keras model (from a builder, or any single-input model), or a ``TabularModel``,
+            whose network is trained. Trained in place.
+        x: Prepared data from :func:`dlstructured.prepare` (then ``y``, validation and task come
+            from it), or the features as a numeric numpy array or pandas DataFrame.
+        y: Targets (numbers; 0/1 for binary; class codes for multiclass) when ``x`` is an array.
+            Defaults to ``None``.
+        task: ``"regression"``, ``"binary"`` or ``"multiclass"``. Defaults to ``None``
+            (inferred as above).
+        validation_data: ``(x_valid, y_valid)`` or ``(x_valid, y_valid, sample_weight)``.
+            Defaults to ``None``.
+        valid_fraction: Fraction of the rows held out for validation at random (seeded), when
+            ``validation_data`` is not given. Defaults to ``None`` (no validation unless the
+            prepared data has it).
+        epochs: Maximum number of epochs. Defaults to ``100``.
+        batch_size: Rows per gradient step. Defaults to ``256``.
+        learning_rate: Adam's learning rate (or the named optimizer's). Defaults to ``0.001``.
+        optimizer: A Keras optimizer or its name, for example ``"sgd"``. Defaults to ``None``
+            (Adam).
+        loss: A Keras loss or its name instead of the task's. Defaults to ``None``.
+        early_stopping: ``True`` (patience 20, min_delta 0.001, best weights restored),
+            ``False``/``0`` (off), an integer patience, or :class:`EarlyStopping`. Defaults to
+            ``True``.
+        class_weight: ``{class: weight}`` or ``"balanced"`` for classifiers. Defaults to ``None``.
+        sample_weight: One weight per training row. Defaults to ``None``.
+        callbacks: Your own Keras callbacks (TensorBoard, learning-rate schedules ...); they get
+            epoch events on every engine (batch events only on the Keras engine). Defaults to
+            ``None``.
+        verbose: ``0`` silent, ``1`` a progress bar over epochs, ``2`` one line per epoch.
+            Defaults to ``0``.
+        seed: Makes shuffling and dropout repeatable for this call, without touching global
+            random state. Defaults to ``None`` (a fresh random order each run).
+        engine: ``"auto"`` (the fastest for the backend), ``"keras"`` (Keras's ``fit``) or
+            ``"jax"``. Defaults to ``"auto"``.
+        on_interrupt: ``"return"`` the result so far on Ctrl-C, or ``"raise"``. Defaults to
+            ``"return"``.
+
+    Returns:
+        A :class:`TrainingResult`.
+
+    Raises:
+        TypeError: If an argument has the wrong type (the message names it).
+        ValueError: If an argument has a bad value, shapes disagree, or data has NaN.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from dlstructured import linear_unit, train
+    >>> x = np.linspace(-1, 1, 64, dtype="float32").reshape(-1, 1)
+    >>> result = train(linear_unit(1, seed=0), x, 3 * x[:, 0] + 2, epochs=5, seed=0)
+    >>> result.epochs_run, list(result.history.columns)
+    (5, ['loss', 'mae'])
+    """
+    started = time.perf_counter()
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            "`model` must be a Keras model, such as one from `dense_stack(...)`. "
+            f"Received: {type(model).__name__}"
+        )
+    network = getattr(model, "network", model)
+    epochs = check_int("epochs", epochs, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    learning_rate = check_float("learning_rate", learning_rate, minimum=0.0, min_inclusive=False)
+    verbose = check_int("verbose", verbose, minimum=0)
+    if verbose > 2:
+        raise ValueError(f"`verbose` must be 0, 1 or 2. Received: verbose={verbose}")
+    seed = check_optional_seed("seed", seed)
+    check_choice("engine", engine, ENGINES)
+    check_choice("on_interrupt", on_interrupt, ("return", "raise"))
+    stopping = _resolve_early_stopping(early_stopping)
+    if task is not None:
+        get_task(task)
+    if valid_fraction is not None:
+        valid_fraction = check_float(
+            "valid_fraction", valid_fraction, minimum=0.0, maximum=1.0,
+            min_inclusive=False, max_inclusive=False,
+        )
+    if callbacks is not None and (
+        isinstance(callbacks, keras.callbacks.Callback)
+        or not all(isinstance(c, keras.callbacks.Callback) for c in callbacks)
+    ):
+        raise TypeError(
+            "`callbacks` must be a list of keras.callbacks.Callback objects. "
+            f"Received: callbacks={callbacks!r}"
+        )
+
+    # Data ------------------------------------------------------------------------------
+    unit_scale = 1.0
+    validation = None
+    if _is_prepared(x):
+        if y is not None:
+            raise ValueError(
+                "`y` must be None when `x` is prepared data: the targets come from it. "
+                "Received: y of type " + type(y).__name__
+            )
+        data = x
+        task_name = task or data.task
+        x_train = np.ascontiguousarray(data.x_train, dtype="float32")
+        y_train = _as_targets("y", data.y_train, task_name, len(x_train))
+        unit_scale = float(getattr(data, "target_unit_scale", 1.0) or 1.0)
+        if data.x_valid is not None and validation_data is None and valid_fraction is None:
+            validation = (
+                np.ascontiguousarray(data.x_valid, dtype="float32"),
+                _as_targets("y_valid", data.y_valid, task_name, len(data.x_valid)),
+                None,
+            )
+    else:
+        task_name = task or _infer_task(network)
+        x_train = _as_features("x", x)
+        y_train = _as_targets("y", y, task_name, len(x_train))
+    policy = get_task(task_name)
+
+    weights = None
+    if sample_weight is not None:
+        weights = np.asarray(sample_weight, dtype="float32").reshape(-1)
+        if len(weights) != len(x_train) or not np.isfinite(weights).all() or (weights < 0).any():
+            raise ValueError(
+                "`sample_weight` must hold one finite, non-negative weight per training row "
+                f"({len(x_train)}). Received {len(weights)} values."
+            )
+    if class_weight is not None:
+        from_classes = _class_weights_to_samples(class_weight, y_train, policy.name)
+        weights = from_classes if weights is None else weights * from_classes
+
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise TypeError(
+                "`validation_data` must be a tuple (x_valid, y_valid) or "
+                "(x_valid, y_valid, sample_weight)."
+            )
+        x_valid = _as_features("validation_data[0]", validation_data[0])
+        y_valid = _as_targets("validation_data[1]", validation_data[1], policy.name, len(x_valid))
+        w_valid = None
+        if len(validation_data) == 3 and validation_data[2] is not None:
+            w_valid = np.asarray(validation_data[2], dtype="float32").reshape(-1)
+        validation = (x_valid, y_valid, w_valid)
+    elif valid_fraction is not None:
+        train_rows, valid_rows = _split_rows(len(x_train), valid_fraction, seed)
+        validation = (x_train[valid_rows], y_train[valid_rows],
+                      None if weights is None else weights[valid_rows])
+        x_train, y_train = x_train[train_rows], y_train[train_rows]
+        weights = None if weights is None else weights[train_rows]
+
+    if x_train.shape[1] != network.input_shape[-1]:
+        raise ValueError(
+            f"The model expects {network.input_shape[-1]} features but the data has "
+            f"{x_train.shape[1]}. Build the model with the data's feature count."
+        )
+    if validation is not None and validation[0].shape[1] != x_train.shape[1]:
+        raise ValueError(
+            f"Validation data has {validation[0].shape[1]} features, training data "
+            f"{x_train.shape[1]}: they must match."
+        )
+
+    # Training set-up ---------------------------------------------------------------------
+    monitor = (stopping.monitor if stopping and stopping.monitor else None) or (
+        "val_loss" if validation is not None else "loss"
+    )
+    mode = "max" if any(k in monitor for k in ("accuracy", "auc")) else "min"
+    watcher = _Monitor(monitor, mode, stopping)
+    all_callbacks: list[Any] = [watcher]
+    if verbose:
+        all_callbacks.append(_EpochProgress(epochs, verbose))
+    all_callbacks.extend(callbacks or [])
+    callback_list = keras.callbacks.CallbackList(
+        all_callbacks, add_history=False, add_progbar=False, model=network
+    )
+    shuffle_seed = seed if seed is not None else int(np.random.default_rng().integers(2**31))
+    _reset_dropout_seeds(network, shuffle_seed)
+    engine_name, engine_fit = _select_engine(engine)
+    network.stop_training = False
+
+    fit_started = time.perf_counter()
+    interrupted_epoch = None
+    try:
+        engine_fit(
+            network,
+            x=x_train,
+            y=y_train,
+            sample_weight=weights,
+            validation=validation,
+            loss=policy.make_loss() if loss is None else keras.losses.get(loss),
+            metrics=policy.make_metrics(),
+            optimizer=_make_optimizer(optimizer, learning_rate),
+            epochs=epochs,
+            initial_epoch=0,
+            batch_size=batch_size,
+            seed=shuffle_seed,
+            callbacks=callback_list,
+        )
+    except KeyboardInterrupt:
+        if on_interrupt == "raise":
+            raise
+        interrupted_epoch = max(watcher.current_epoch, 1)
+    fit_time = time.perf_counter() - fit_started
+
+    restore = stopping is None or stopping.restore_best_weights
+    if watcher.best_weights is not None and (
+        watcher.diverged_epoch is not None or interrupted_epoch is not None or (stopping and restore)
+    ):
+        network.set_weights(watcher.best_weights)
+
+    history = pd.DataFrame(watcher.rows)
+    history.index = pd.RangeIndex(1, len(history) + 1, name="epoch")
+    history = _to_original_units(history, policy, unit_scale)
+    best_epoch = watcher.best_epoch
+    best_metrics = history.loc[best_epoch].to_dict() if best_epoch else {}
+    final_metrics = history.iloc[-1].to_dict() if len(history) else {}
+
+    if watcher.diverged_epoch is not None:
+        warnings.warn(
+            f"Training diverged at epoch {watcher.diverged_epoch}: the loss became NaN or "
+            f"infinite. To fix it, {DIVERGENCE_ADVICE}. The weights of the best epoch before it "
+            f"({best_epoch}) were kept.",
+            TrainingDivergedWarning,
+            stacklevel=2,
+        )
+    if interrupted_epoch is not None:
+        warnings.warn(
+            f"Training was interrupted at epoch {interrupted_epoch}; returning the result so far "
+            f"with the weights of the best epoch ({best_epoch}).",
+            TrainingInterruptedWarning,
+            stacklevel=2,
+        )
+
+    return TrainingResult(
+        model=model,
+        history=history,
+        task=policy.name,
+        monitor=monitor,
+        best_epoch=best_epoch,
+        best_metrics={k: float(v) for k, v in best_metrics.items()},
+        final_metrics={k: float(v) for k, v in final_metrics.items()},
+        epochs_run=len(history),
+        wall_time=time.perf_counter() - started,
+        fit_time=fit_time,
+        stopped_early=watcher.stopped_early,
+        diverged=watcher.diverged_epoch is not None,
+        diverged_epoch=watcher.diverged_epoch,
+        interrupted=interrupted_epoch is not None,
+        interrupted_epoch=interrupted_epoch,
+        engine=engine_name,
+    )
