@@ -17,11 +17,12 @@ install: $(STAMP)
 
 test: test-tensorflow test-jax
 
+# Tests and the docstring examples, on each backend.
 test-tensorflow: $(STAMP)
-	KERAS_BACKEND=tensorflow $(PYTEST) -m "not slow" -q
+	KERAS_BACKEND=tensorflow $(PYTEST) -m "not slow" -q --doctest-modules tests src/dlstructured
 
 test-jax: $(STAMP)
-	KERAS_BACKEND=jax $(PYTEST) -m "not slow" -q
+	KERAS_BACKEND=jax $(PYTEST) -m "not slow" -q --doctest-modules tests src/dlstructured
 
 fuzz: $(STAMP)
 	KERAS_BACKEND=jax $(PYTEST) -m slow -q

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from dlstructured._backend import variable_to_numpy
 from dlstructured._checks import (
     check_bool,
     check_choice,
@@ -165,6 +166,16 @@ class TrainingResult:
 # Callbacks shared by every engine
 
 
+def _snapshot(model: Any) -> list[np.ndarray]:
+    """A host copy of every variable of ``model`` (weights, batch-norm statistics, seed states)."""
+    return [variable_to_numpy(v) for v in model.weights]
+
+
+def _restore(model: Any, snapshot: list[np.ndarray]) -> None:
+    for variable, value in zip(model.weights, snapshot):
+        variable.assign(value)
+
+
 class _Monitor(keras.callbacks.Callback):
     """Records each epoch, stops on divergence, stops early and keeps the best weights."""
 
@@ -209,7 +220,7 @@ class _Monitor(keras.callbacks.Callback):
             )
         if self._improved(value):
             self.best, self.best_epoch, self.wait = value, epoch + 1, 0
-            self.best_weights = self.model.get_weights()
+            self.best_weights = _snapshot(self.model)
             return
         self.wait += 1
         if self.early_stopping is not None and self.wait >= self.early_stopping.patience:
@@ -671,7 +682,7 @@ def train(
     if watcher.best_weights is not None and (
         watcher.diverged_epoch is not None or interrupted_epoch is not None or (stopping and restore)
     ):
-        network.set_weights(watcher.best_weights)
+        _restore(network, watcher.best_weights)
 
     history = pd.DataFrame(watcher.rows)
     history.index = pd.RangeIndex(1, len(history) + 1, name="epoch")
