@@ -269,7 +269,8 @@ def run_cli(workload: str, args, folder: Path) -> dict:
         final, best = summary.get("final") or {}, summary.get("best") or {}
         key = "val_mae" if spec.task == "regression" else "val_binary_accuracy"
         if key in final:
-            result["val_metric_name"] = key + " (as the command reports it)"
+            # The command reports losses and MAE in the target's own units.
+            result["val_metric_name"] = "val_mae_target_units" if key == "val_mae" else key
             result["val_metric_final"] = final[key]
             result["val_metric_best"] = best.get(key)
     result["peak_rss_mib"] = result["process_peak_rss_mib"]
