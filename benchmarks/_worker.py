@@ -193,18 +193,23 @@ def keras_train(workload, frame, target: str, epochs: int, out: dict) -> None:
     out.update(n_train=len(X_train), n_valid=len(X_valid), num_features=int(X_train.shape[1]))
     out["epochs_run"] = len(history.history["loss"])
     out["engine"] = "keras.Model.fit"
-    _record_metrics(history.history, workload.task, high - low, out)
+    _record_metrics(history.history, workload.task, high - low, out, in_units=False)
 
 
-def _record_metrics(history: dict, task: str, unit_scale: float, out: dict) -> None:
-    """Final and best validation metric; for regression the MAE also in target units."""
+def _record_metrics(history: dict, task: str, unit_scale: float, out: dict, *, in_units: bool):
+    """Final and best validation metric; for regression the MAE in the target's own units.
+
+    ``unit_scale`` is the training range of the target (the course's min-max scaling); with
+    ``in_units`` the history is already in target units (``dlstructured.train`` reports it so).
+    """
     if task == "regression":
         key = "val_mae" if "val_mae" in history else "val_loss"
         values = [float(v) for v in history[key]]
+        to_units = 1.0 if in_units else unit_scale
         out["val_metric_name"] = "val_mae_target_units"
-        out["val_metric_final"] = values[-1] * unit_scale
-        out["val_metric_best"] = min(values) * unit_scale
-        out["val_mae_scaled_final"] = values[-1]
+        out["val_metric_final"] = values[-1] * to_units
+        out["val_metric_best"] = min(values) * to_units
+        out["val_mae_scaled_final"] = values[-1] * to_units / unit_scale
         out["target_unit_scale"] = unit_scale
     else:
         values = [float(v) for v in history["val_binary_accuracy"]]
@@ -261,7 +266,7 @@ def dls_train(workload, frame, target: str, epochs: int, out: dict):
         engine=str(result.engine),
     )
     history = {column: result.history[column].tolist() for column in result.history.columns}
-    _record_metrics(history, workload.task, float(data.target_unit_scale), out)
+    _record_metrics(history, workload.task, float(data.target_unit_scale), out, in_units=True)
     return model
 
 
