@@ -18,7 +18,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import run  # noqa: E402
-from _worker import PeakRSS  # noqa: E402
+from _worker import PeakRSS, _record_metrics  # noqa: E402
 from _workloads import WORKLOADS, course_split, dense_forward_flops, epoch_flops  # noqa: E402
 
 
@@ -61,6 +61,20 @@ def test_ratios_skip_failed_sides_and_targets_report_verdicts():
     assert verdicts[(cli, "dlstructured-cli")] is False  # 7 s / 20 s = 0.35
     assert verdicts[("TF fit time <= 0.5x plain Keras (TF)", "dlstructured-tensorflow")] is None
     assert verdicts[("ionosphere overhead per epoch on JAX <= 1 ms", "dlstructured-jax")] is True
+
+
+def test_regression_metrics_are_reported_in_target_units_once():
+    scaled = {"loss": [0.3, 0.2], "val_loss": [0.25, 0.1], "val_mae": [0.25, 0.1]}
+    plain = {}
+    _record_metrics(scaled, "regression", 5.0, plain, in_units=False)
+    assert plain["val_metric_final"] == pytest.approx(0.5)
+    assert plain["val_mae_scaled_final"] == pytest.approx(0.1)
+    in_units = {key: [5.0 * v for v in values] for key, values in scaled.items()}
+    library = {}
+    _record_metrics(in_units, "regression", 5.0, library, in_units=True)
+    assert library["val_metric_final"] == pytest.approx(0.5)
+    assert library["val_mae_scaled_final"] == pytest.approx(0.1)
+    assert library["val_metric_best"] == pytest.approx(0.5)
 
 
 def test_peak_rss_counts_memory_allocated_inside_the_block():
