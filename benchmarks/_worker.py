@@ -74,6 +74,21 @@ class PeakRSS:
 # ------------------------------------------------------------------------------------------
 
 
+def _device(backend: str) -> str:
+    """The device the backend computes on, e.g. ``cpu`` or the GPU's name."""
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return f"{device.platform}: {device.device_kind}"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return f"gpu: {len(gpus)} visible" if gpus else "cpu"
+    return backend
+
+
 def course_model(name: str, input_shape: list[int]):
     """The course's ``keras.Sequential`` model for a workload, layer for layer."""
     import keras
@@ -440,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         out["import_s"] = time.perf_counter() - start
         out["backend"] = keras.backend.backend()
         out["keras_version"] = keras.__version__
+        out["device"] = _device(out["backend"])
         frame, target, source = load(workload, args.data_dir, args.quick)
         out["data_source"] = source
         keras_side = args.side == "keras"

@@ -143,6 +143,15 @@ def _git_commit() -> str | None:
         return None
 
 
+def _gpus() -> list[str]:
+    """GPU names from ``nvidia-smi -L`` (empty where there is none or no driver)."""
+    try:
+        done = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in done.stdout.splitlines() if line.startswith("GPU")]
+
+
 def machine_info() -> dict:
     cores = os.cpu_count()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
@@ -154,6 +163,7 @@ def machine_info() -> dict:
         "platform": platform.platform(),
         "versions": _versions(),
         "git_commit": _git_commit(),
+        "gpus": _gpus(),
     }
 
 
@@ -538,6 +548,34 @@ def format_markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def format_conditions(report: dict) -> str:
+    """The run's conditions as a Markdown list: when, what, on which machine, under what load."""
+    machine = report["machine"]
+    versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v)
+    sources = sorted(
+        {r.get("data_source") for sides in report["results"].values() for r in sides.values()}
+        - {None}
+    )
+    peak = report["matmul_peak_gflops"]
+    return "\n".join(
+        [
+            f"- run: {report['started_utc']} (UTC), commit {machine['git_commit']}",
+            f"- command: `{report['command']}`",
+            f"- machine: {machine['cpu']}, {machine['usable_cpus']} usable of "
+            f"{machine['logical_cpus']} logical CPUs, {machine['memory_gib']} GiB memory, "
+            f"{machine['platform']}; GPUs: {machine['gpus'] or 'none found'}",
+            f"- versions: {versions}",
+            f"- data: {', '.join(sources) or '-'}; quick: {report['quick']}",
+            f"- numpy float32 2048x2048 matmul peak: {peak['start']:.1f} GFLOP/s at the start, "
+            f"{peak['end']:.1f} at the end",
+            "- load average (1, 5, 15 min) before: "
+            + ", ".join(f"{x:.2f}" for x in report["load_average_before"])
+            + "; after: "
+            + ", ".join(f"{x:.2f}" for x in report["load_average_after"]),
+        ]
+    )
+
+
 def format_errors(results: dict) -> str:
     """One line per failed (workload, side), with the first line of its error."""
     lines = []
@@ -661,7 +699,8 @@ def main(argv: list[str] | None = None) -> int:
         f"matmul peak {peak:.1f} GFLOP/s; JSON written to {args.out}"
     )
     if args.markdown:
-        parts = [format_markdown(h, r) for h, r in tables.values()]
+        parts = [format_conditions(report)]
+        parts += [format_markdown(h, r) for h, r in tables.values()]
         parts.append(format_targets(targets, markdown=True))
         if format_errors(results):
             parts.append(format_errors(results))
