@@ -186,17 +186,21 @@ def course_compile(model, task: str) -> None:
         model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["binary_accuracy"])
 
 
-def keras_train(workload, frame, target: str, epochs: int, out: dict) -> None:
+def course_recipe(workload, frame, target: str):
+    """Seed, split, scale, build and compile as the course does; the model and its data."""
     import keras
 
     keras.utils.set_random_seed(SEED)  # a user script may seed globally; the library never does
-    start = time.perf_counter()
-    X_train, X_valid, y_train, y_valid, (low, high) = course_prepare(workload.name, frame, target)
+    X_train, X_valid, y_train, y_valid, limits = course_prepare(workload.name, frame, target)
     model = course_model(workload.name, [X_train.shape[1]])
     course_compile(model, workload.task)
-    out["prepare_s"] = time.perf_counter() - start
-    start = time.perf_counter()
-    history = model.fit(
+    return model, (X_train, X_valid, y_train, y_valid), limits
+
+
+def course_fit(workload, model, parts, epochs: int):
+    """The course's ``model.fit`` call, without early stopping."""
+    X_train, X_valid, y_train, y_valid = parts
+    return model.fit(
         X_train,
         y_train,
         validation_data=(X_valid, y_valid),
@@ -204,6 +208,15 @@ def keras_train(workload, frame, target: str, epochs: int, out: dict) -> None:
         epochs=epochs,
         verbose=0,
     )
+
+
+def keras_train(workload, frame, target: str, epochs: int, out: dict) -> None:
+    start = time.perf_counter()
+    model, parts, (low, high) = course_recipe(workload, frame, target)
+    X_train, X_valid = parts[:2]
+    out["prepare_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    history = course_fit(workload, model, parts, epochs)
     out["fit_s"] = time.perf_counter() - start
     out.update(n_train=len(X_train), n_valid=len(X_valid), num_features=int(X_train.shape[1]))
     out["epochs_run"] = len(history.history["loss"])
@@ -254,15 +267,19 @@ def dls_build(workload, data):
     )
 
 
-def dls_train(workload, frame, target: str, epochs: int, out: dict):
+def dls_prepare(workload, frame, target: str):
+    """``prepare`` with the course's split (``sample(frac=0.7, random_state=0)``) and a model."""
     import dlstructured as dls
 
-    start = time.perf_counter()
     data = dls.prepare(frame, target, task=workload.task, valid_fraction=0.3, seed=SEED)
-    model = dls_build(workload, data)
-    out["prepare_s"] = time.perf_counter() - start
-    start = time.perf_counter()
-    result = dls.train(
+    return data, dls_build(workload, data)
+
+
+def dls_fit(workload, model, data, epochs: int):
+    """``train`` with the workload's batch size and epochs, without early stopping."""
+    import dlstructured as dls
+
+    return dls.train(
         model,
         data,
         epochs=epochs,
@@ -271,6 +288,14 @@ def dls_train(workload, frame, target: str, epochs: int, out: dict):
         verbose=0,
         seed=SEED,
     )
+
+
+def dls_train(workload, frame, target: str, epochs: int, out: dict):
+    start = time.perf_counter()
+    data, model = dls_prepare(workload, frame, target)
+    out["prepare_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    result = dls_fit(workload, model, data, epochs)
     out["fit_s"] = time.perf_counter() - start
     out["train_result_fit_s"] = float(result.fit_time)
     out.update(
@@ -316,14 +341,11 @@ def _time_predictions(predict, rows, calls: int, out: dict) -> None:
 def keras_inference(workload, frame, target, epochs, calls, bulk_rows, out) -> None:
     import keras
 
-    keras.utils.set_random_seed(SEED)
-    X_train, X_valid, y_train, y_valid, _ = course_prepare(workload.name, frame, target)
-    model = course_model(workload.name, [X_train.shape[1]])
-    course_compile(model, workload.task)
-    model.fit(X_train, y_train, batch_size=workload.batch_size, epochs=epochs, verbose=0)
+    model, parts, _ = course_recipe(workload, frame, target)
+    course_fit(workload, model, parts, epochs)
+    features = parts[0].columns
     df_train, _ = course_split(frame)
     max_, min_ = df_train.max(axis=0), df_train.min(axis=0)
-    features = X_train.columns
     with tempfile.TemporaryDirectory() as folder:
         path = str(Path(folder) / "model.keras")
         model.save(path)
@@ -344,17 +366,8 @@ def keras_inference(workload, frame, target, epochs, calls, bulk_rows, out) -> N
 def dls_inference(workload, frame, target, epochs, calls, bulk_rows, out) -> None:
     import dlstructured as dls
 
-    data = dls.prepare(frame, target, task=workload.task, valid_fraction=0.3, seed=SEED)
-    model = dls_build(workload, data)
-    dls.train(
-        model,
-        data,
-        epochs=epochs,
-        batch_size=workload.batch_size,
-        early_stopping=False,
-        verbose=0,
-        seed=SEED,
-    )
+    data, model = dls_prepare(workload, frame, target)
+    dls_fit(workload, model, data, epochs)
     with tempfile.TemporaryDirectory() as folder:
         path = str(Path(folder) / "model.keras")
         model.save(path)
@@ -366,44 +379,22 @@ def dls_inference(workload, frame, target, epochs, calls, bulk_rows, out) -> Non
 
 
 def keras_memory(workload, frame, target, epochs, out) -> None:
-    import keras
-
-    keras.utils.set_random_seed(SEED)
     with PeakRSS() as whole:
-        X_train, X_valid, y_train, y_valid, _ = course_prepare(workload.name, frame, target)
-        model = course_model(workload.name, [X_train.shape[1]])
-        course_compile(model, workload.task)
+        model, parts, _ = course_recipe(workload, frame, target)
         with PeakRSS() as fit:
             start = time.perf_counter()
-            model.fit(
-                X_train,
-                y_train,
-                validation_data=(X_valid, y_valid),
-                batch_size=workload.batch_size,
-                epochs=epochs,
-                verbose=0,
-            )
+            course_fit(workload, model, parts, epochs)
             out["fit_s"] = time.perf_counter() - start
     _record_memory(whole, fit, frame, target, out)
 
 
 def dls_memory(workload, frame, target, epochs, out) -> None:
-    import dlstructured as dls
 
     with PeakRSS() as whole:
-        data = dls.prepare(frame, target, task=workload.task, valid_fraction=0.3, seed=SEED)
-        model = dls_build(workload, data)
+        data, model = dls_prepare(workload, frame, target)
         with PeakRSS() as fit:
             start = time.perf_counter()
-            dls.train(
-                model,
-                data,
-                epochs=epochs,
-                batch_size=workload.batch_size,
-                early_stopping=False,
-                verbose=0,
-                seed=SEED,
-            )
+            dls_fit(workload, model, data, epochs)
             out["fit_s"] = time.perf_counter() - start
     _record_memory(whole, fit, frame, target, out)
 
