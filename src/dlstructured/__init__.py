@@ -7,6 +7,7 @@ so a program can still choose its Keras backend (``KERAS_BACKEND``) after ``impo
 from __future__ import annotations
 
 import importlib
+import sys
 from importlib.metadata import PackageNotFoundError, version
 
 try:
@@ -21,6 +22,12 @@ _EXPORTS = {
     "DataError": "errors",
     "ModelFileError": "errors",
     "IncompatibleModelError": "errors",
+    "ColumnTypeError": "errors",
+    "DataWarning": "errors",
+    "ConstantColumnWarning": "errors",
+    "IdentifierColumnWarning": "errors",
+    "MissingTargetWarning": "errors",
+    "ExtraColumnsWarning": "errors",
     # task policy (no Keras until a loss or metric object is built)
     "TASKS": "tasks",
     "TaskPolicy": "tasks",
@@ -30,6 +37,16 @@ _EXPORTS = {
     "dense_stack": "builders",
     "binary_classifier": "builders",
     "multiclass_classifier": "builders",
+    # data preparation (numpy/pandas only, no Keras)
+    "prepare": "data",
+    "PreparedData": "data",
+    "EmbeddingSpec": "data",
+    "split_frame": "data",
+    "read_table": "data",
+    "TabularPreprocessor": "preprocessing",
+    # trained model with its preprocessing
+    "TabularModel": "tabular",
+    "load_model": "tabular",
     # training
     "train": "training",
     "EarlyStopping": "training",
@@ -51,3 +68,11 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+# Saved models name registered classes (``dlstructured>TabularModel``) that must exist before
+# ``keras.saving.load_model`` reads a file. If Keras is already imported, register them now (it
+# costs no backend choice); otherwise they register with the first model-related name used, and
+# ``dlstructured.load_model`` always does.
+if "keras" in sys.modules:
+    importlib.import_module(f"{__name__}.tabular")

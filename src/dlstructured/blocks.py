@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from dlstructured._checks import check_bool, check_choice, check_int, check_optional_seed, check_rate
+from dlstructured._checks import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_optional_seed,
+    check_rate,
+)
 
 BATCH_NORM_POSITIONS = ("before_dropout", "after_dropout")
 

@@ -21,3 +21,27 @@ class ModelFileError(DLStructuredError, ValueError):
 
 class IncompatibleModelError(ModelFileError):
     """A model file was written by an incompatible dlstructured format version."""
+
+
+class ColumnTypeError(DLStructuredError, TypeError):
+    """A column's dtype cannot be used (complex numbers, intervals ...): the message names it."""
+
+
+class DataWarning(UserWarning):
+    """Base class of the notices dlstructured gives about the data it was handed."""
+
+
+class ConstantColumnWarning(DataWarning):
+    """Columns holding a single value in the training part were dropped."""
+
+
+class IdentifierColumnWarning(DataWarning):
+    """Text columns with a distinct value in nearly every row (identifiers) were dropped."""
+
+
+class MissingTargetWarning(DataWarning):
+    """Rows whose target value is missing were left out."""
+
+
+class ExtraColumnsWarning(DataWarning):
+    """Prediction input holds columns the model does not use; they were ignored."""
