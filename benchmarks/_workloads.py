@@ -156,7 +156,7 @@ WORKLOADS = {
             "red-wine 512x3 model saved and loaded, predicting on raw DataFrame rows: one row "
             "(median latency) and 100,000 rows (throughput, preprocessing included)"
         ),
-        extra={"single_row_calls": 200, "quick_single_row_calls": 20},
+        extra={"single_row_calls": 100, "quick_single_row_calls": 20},
     ),
     "memory_1m": Workload(
         name="memory_1m",
