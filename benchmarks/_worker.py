@@ -335,6 +335,7 @@ def _time_predictions(predict, rows, calls: int, out: dict) -> None:
     predictions = predict(rows)
     elapsed = time.perf_counter() - start
     out["bulk_rows"] = len(rows)
+    out["num_features"] = int(rows.shape[1])
     out["bulk_s"] = elapsed
     out["bulk_rows_per_s"] = len(rows) / elapsed
     out["bulk_prediction_mean"] = float(np.mean(np.asarray(predictions, dtype=np.float64)))

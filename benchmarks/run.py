@@ -54,7 +54,12 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from _workloads import DEFAULT_WORKLOADS, WORKLOADS, epoch_flops  # noqa: E402
+from _workloads import (  # noqa: E402
+    DEFAULT_WORKLOADS,
+    WORKLOADS,
+    dense_forward_flops,
+    epoch_flops,
+)
 from _workloads import load as load_data  # noqa: E402
 
 SIDES = {
@@ -295,6 +300,14 @@ def run_cli(workload: str, args, folder: Path) -> dict:
 def derive(workload: str, result: dict, peak_gflops: float) -> None:
     """Add samples/s, GFLOP/s, fraction of peak and overhead per epoch to a training result."""
     spec = WORKLOADS[workload]
+    if spec.kind == "inference" and result.get("bulk_rows_per_s") and result.get("num_features"):
+        # Rows/s the Dense arithmetic alone would allow at the matmul peak: the ceiling of any
+        # prediction path for this model on this machine.
+        forward = dense_forward_flops(result["num_features"], spec.hidden_units)
+        result["bulk_rows_per_s_at_peak"] = peak_gflops * 1e9 / forward
+        result["bulk_fraction_of_peak"] = (
+            result["bulk_rows_per_s"] / result["bulk_rows_per_s_at_peak"]
+        )
     if spec.kind != "train" or "fit_s" not in result or not result.get("epochs_run"):
         return
     epochs, fit_s = result["epochs_run"], result["fit_s"]
@@ -447,6 +460,7 @@ def table_rows(results: dict) -> dict[str, tuple[list[str], list[list[str]]]]:
         "load s",
         "1 row ms (median)",
         "rows/s (bulk)",
+        "rows/s at peak",
         "bulk rows",
         "process s",
         "RSS MiB",
@@ -509,6 +523,7 @@ def table_rows(results: dict) -> dict[str, tuple[list[str], list[list[str]]]]:
                         _fmt(r.get("load_s"), ".2f"),
                         _fmt(r.get("single_row_median_ms"), ".2f"),
                         _fmt(r.get("bulk_rows_per_s"), ",.0f"),
+                        _fmt(r.get("bulk_rows_per_s_at_peak"), ",.0f"),
                         _fmt(r.get("bulk_rows"), ",d"),
                         _fmt(r.get("process_s"), ".1f"),
                         _fmt(r.get("peak_rss_mib"), ".0f"),
