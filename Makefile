@@ -42,3 +42,12 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) site runs .pytest_cache .hypothesis
+
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+# Runs every lesson's example on the bundled data and refreshes the pictures in docs/images.
+examples: $(STAMP)
+	for script in examples/[0-9][0-9]_*.py; do \
+		DLSTRUCTURED_EXAMPLE_FIGURES=docs/images $(PY) $$script || exit 1; \
+	done

@@ -216,7 +216,7 @@ def test_error_message_shows_received_value():
         dense_stack(4, dropout_rate=1.5)
 
 
-@settings(deadline=None, max_examples=25)
+@settings(deadline=None, max_examples=12)
 @given(
     num_features=st.integers(1, 40),
     hidden=st.lists(st.integers(1, 24), min_size=0, max_size=4),

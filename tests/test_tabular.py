@@ -218,6 +218,7 @@ def test_save_and_load_give_identical_predictions(kind, request, tmp_path):
     model.threshold = 0.5
 
 
+@pytest.mark.slow  # a fresh interpreter importing Keras: 10-20 s
 def test_plain_keras_loading_after_importing_keras_then_dlstructured(regression, tmp_path):
     import subprocess
     import sys

@@ -72,7 +72,7 @@ def __dir__() -> list[str]:
 
 # Saved models name registered classes (``dlstructured>TabularModel``) that must exist before
 # ``keras.saving.load_model`` reads a file. If Keras is already imported, register them now (it
-# costs no backend choice); otherwise they register with the first model-related name used, and
-# ``dlstructured.load_model`` always does.
+# costs no backend choice); otherwise they register when ``TabularModel`` or ``load_model`` is
+# first looked up, or a builder is given prepared data.
 if "keras" in sys.modules:
     importlib.import_module(f"{__name__}.tabular")

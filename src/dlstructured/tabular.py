@@ -223,14 +223,17 @@ class TabularModel(keras.Model):
             codes = np.argmax(outputs, axis=1)
         return self.preprocessor.inverse_transform_target(codes)
 
-    def predict(self, x: Any, batch_size: int = DEFAULT_BATCH_SIZE, **kwargs) -> np.ndarray:
+    def predict(
+        self, x: Any, batch_size: int = DEFAULT_BATCH_SIZE, verbose: Any = "auto"
+    ) -> np.ndarray:
         """Predict on raw rows: labels for classifiers, the target's units for regression.
 
         Args:
             x: Raw rows: a DataFrame with the training columns in any order (extra columns are
                 ignored with a warning), one row as a dict, or a list of row dicts.
             batch_size: Rows per network call. Defaults to ``8192``.
-            **kwargs: Ignored Keras ``predict`` options (``verbose``), for compatibility.
+            verbose: Accepted for compatibility with ``keras.Model.predict``; nothing is
+                printed. Defaults to ``"auto"``.
 
         Returns:
             A numpy array with one prediction per row: float64 in the target's units
@@ -273,7 +276,9 @@ class TabularModel(keras.Model):
             probabilities = outputs.astype(np.float64)
         return pd.DataFrame(probabilities, index=frame.index, columns=self.classes)
 
-    def evaluate(self, x: Any, batch_size: int = DEFAULT_BATCH_SIZE, **kwargs) -> dict[str, float]:
+    def evaluate(
+        self, x: Any, batch_size: int = DEFAULT_BATCH_SIZE, verbose: Any = "auto"
+    ) -> dict[str, float]:
         """Metrics on labelled raw rows, in the target's original units.
 
         Rows whose target is missing are left out with a warning.
@@ -281,7 +286,8 @@ class TabularModel(keras.Model):
         Args:
             x: Raw rows including the target column.
             batch_size: Rows per network call. Defaults to ``8192``.
-            **kwargs: Ignored Keras ``evaluate`` options (``verbose``), for compatibility.
+            verbose: Accepted for compatibility with ``keras.Model.evaluate``; nothing is
+                printed. Defaults to ``"auto"``.
 
         Returns:
             Regression: ``{"mae", "mse", "rmse"}``; binary: ``{"accuracy", "auc", "log_loss"}``

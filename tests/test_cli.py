@@ -1,0 +1,332 @@
+"""The command line, run in a subprocess on small real files (CSV and Parquet) made per test."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+BACKEND = os.environ.get("KERAS_BACKEND", "jax")
+if BACKEND not in ("jax", "tensorflow"):
+    BACKEND = "jax"
+# Tests whose subprocess does not depend on the session's backend (the command line defaults to
+# JAX) run once, in the JAX session of `make test`.
+backend_independent = pytest.mark.skipif(
+    BACKEND != "jax", reason="does not depend on the backend; runs in the JAX session"
+)
+TINY = ["--epochs", "3", "--hidden", "8,8", "--batch-size", "16", "--patience", "0"]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.pop("KERAS_BACKEND", None)
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 240, **env: str):
+    return subprocess.run(
+        [sys.executable, "-m", "dlstructured", *args],
+        cwd=cwd,
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def regression_frame(rows: int = 80, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x1 = rng.uniform(0, 10, rows)
+    x2 = rng.normal(size=rows)
+    colour = rng.choice(["red", "green", "blue"], rows)
+    y = 2.0 * x1 - x2 + np.where(colour == "red", 3.0, 0.0) + rng.normal(scale=0.1, size=rows)
+    return pd.DataFrame({"x1": x1, "x2": x2, "colour": colour, "y": y})
+
+
+def binary_frame(rows: int = 80, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=rows)
+    b = rng.normal(size=rows)
+    label = np.where(a + b > 0, "good", "bad")
+    return pd.DataFrame({"a": a, "b": b, "Class": label})
+
+
+@pytest.fixture
+def wine_csv(tmp_path: Path) -> Path:
+    """A regression CSV whose first column numbers the rows under an empty header, as R writes."""
+    path = tmp_path / "table.csv"
+    frame = regression_frame()
+    frame.index = range(1, len(frame) + 1)
+    frame.to_csv(path, index=True, index_label="")
+    return path
+
+
+def one_error_line(completed: subprocess.CompletedProcess) -> str:
+    lines = [line for line in completed.stderr.splitlines() if line.strip()]
+    assert completed.returncode == 2, completed.stderr
+    assert len(lines) == 1, completed.stderr
+    assert lines[0].startswith("dlstructured: error: "), lines[0]
+    assert "Traceback" not in completed.stderr
+    return lines[0]
+
+
+def test_train_predict_evaluate_on_csv(tmp_path: Path, wine_csv: Path) -> None:
+    out = tmp_path / "run"
+    trained = run_cli(
+        "train",
+        str(wine_csv),
+        "--target",
+        "y",
+        "--out",
+        str(out),
+        "--backend",
+        BACKEND,
+        *TINY,
+        cwd=tmp_path,
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert "dropped the first column 'Unnamed: 0'" in trained.stderr
+    assert "epoch 1/3" in trained.stderr  # the progress bar, one line per step when not a tty
+    assert "val_loss" in trained.stdout and "best (epoch" in trained.stdout
+
+    assert sorted(p.name for p in out.iterdir()) == [
+        "history.csv",
+        "learning_curves.png",
+        "metrics.json",
+        "model.keras",
+    ]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["task"] == "regression"
+    assert metrics["backend"] == BACKEND
+    assert metrics["epochs_run"] == 3
+    assert metrics["rows"] == {"train": 56, "valid": 24}
+    assert metrics["options"]["hidden"] == [8, 8]
+    assert np.isfinite(metrics["final"]["val_loss"])
+    history = pd.read_csv(out / "history.csv")
+    assert list(history["epoch"]) == [1, 2, 3]
+    assert {"loss", "val_loss"} <= set(history.columns)
+    assert (out / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    features = regression_frame(seed=5).drop(columns="y")
+    features.to_csv(tmp_path / "new.csv", index=False)
+    predicted = run_cli(
+        "predict",
+        str(out / "model.keras"),
+        "new.csv",
+        "--out",
+        "pred.csv",
+        "--backend",
+        BACKEND,
+        cwd=tmp_path,
+    )
+    assert predicted.returncode == 0, predicted.stderr
+    predictions = pd.read_csv(tmp_path / "pred.csv")
+    assert list(predictions.columns) == ["prediction"]
+    assert len(predictions) == len(features) and predictions["prediction"].notna().all()
+
+    evaluated = run_cli(
+        "evaluate",
+        str(out / "model.keras"),
+        str(wine_csv),
+        "--target",
+        "y",
+        "--backend",
+        BACKEND,
+        cwd=tmp_path,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    reported = dict(line.split() for line in evaluated.stdout.strip().splitlines())
+    assert "mae" in reported and float(reported["mae"]) >= 0
+
+
+def test_binary_parquet_predict_with_probabilities(tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    binary_frame().to_parquet(tmp_path / "ion.parquet")
+    trained = run_cli(
+        "train",
+        "ion.parquet",
+        "--target",
+        "Class",
+        "--stratify",
+        "--quiet",
+        "--backend",
+        BACKEND,
+        *TINY,
+        cwd=tmp_path,
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert trained.stdout == ""  # --quiet: no table, no progress, no notices of ours
+    assert "dlstructured:" not in trained.stderr and "epoch" not in trained.stderr
+    model = tmp_path / "runs" / "ion" / "model.keras"  # the default output folder
+    assert json.loads(model.with_name("metrics.json").read_text())["task"] == "binary"
+
+    predicted = run_cli(
+        "predict", str(model), "ion.parquet", "--proba", "--backend", BACKEND, cwd=tmp_path
+    )
+    assert predicted.returncode == 0, predicted.stderr
+    lines = predicted.stdout.strip().splitlines()
+    assert lines[0].split(",")[0] == "prediction" and len(lines) == 81
+    rows = [line.split(",") for line in lines[1:]]
+    assert {row[0] for row in rows} <= {"good", "bad"}
+    assert all(0.0 <= float(row[-1]) <= 1.0 for row in rows)
+
+
+@backend_independent
+def test_jax_backend_never_imports_tensorflow(tmp_path: Path) -> None:
+    regression_frame().to_csv(tmp_path / "t.csv", index=False)
+    script = (
+        "import sys\n"
+        "from dlstructured.cli import main\n"
+        "code = main(['train', 't.csv', '--target', 'y', '--out', 'run', '--quiet',"
+        " '--epochs', '1', '--hidden', '4'])\n"
+        "code = code or main(['predict', 'run/model.keras', 't.csv', '--out', 'p.csv'])\n"
+        "print('tensorflow imported:', 'tensorflow' in sys.modules)\n"
+        "import keras\n"
+        "print('backend:', keras.backend.backend())\n"
+        "sys.exit(code)\n"
+    )
+    # KERAS_BACKEND=tensorflow in the environment: the command line still defaults to JAX.
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=_env(KERAS_BACKEND="tensorflow"),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "tensorflow imported: False" in completed.stdout
+    assert "backend: jax" in completed.stdout
+
+
+@backend_independent
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["train", "missing.csv", "--target", "y"], "No such data file"),
+        (["train", "t.csv", "--target", "price"], "column 'price' (--target) is not in"),
+        (["train", "t.csv", "--target", "y", "--group-by", "shop"], "(--group-by)"),
+        (["train", "garbage.csv", "--target", "y"], "Could not read"),
+        (["train", "folder", "--target", "y"], "is a folder"),
+        (["train", "t.csv", "--target", "y", "--epochs", "-1"], "argument --epochs"),
+        (["train", "t.csv", "--target", "y", "--dropout", "1.5"], "argument --dropout"),
+        (["train", "t.csv", "--target", "y", "--hidden", "64,x"], "argument --hidden"),
+        (["train", "t.csv", "--target", "y", "--model", "huge"], "argument --model"),
+        (["train", "t.csv", "--target", "y", "--valid-fraction", "1"], "--valid-fraction"),
+        (["train", "t.csv"], "--target"),
+        (["predict", "missing.keras", "t.csv"], "no model file"),
+        (["predict", "fake.keras", "t.csv"], "cannot load the model"),
+    ],
+)
+def test_bad_input_prints_one_line_and_exits_2(tmp_path: Path, args, expected) -> None:
+    regression_frame(rows=10).to_csv(tmp_path / "t.csv", index=False)
+    (tmp_path / "garbage.csv").write_bytes(b"\xff\xfe\x00\x81\x82" * 50)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "fake.keras").write_text("not a zip file")
+    line = one_error_line(run_cli(*args, cwd=tmp_path))
+    assert expected in line
+
+
+@backend_independent
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    completed = run_cli("train", "missing.csv", "--target", "y", "--debug", cwd=tmp_path)
+    assert completed.returncode == 2
+    assert "Traceback" in completed.stderr
+    assert completed.stderr.rstrip().splitlines()[-1].startswith("dlstructured: error: ")
+
+
+def test_bad_activation_is_a_usage_error(tmp_path: Path) -> None:
+    regression_frame(rows=20).to_csv(tmp_path / "t.csv", index=False)
+    line = one_error_line(
+        run_cli("train", "t.csv", "--target", "y", "--activation", "wiggle", *TINY, cwd=tmp_path)
+    )
+    assert "activation" in line and "wiggle" in line
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.keras"))
+
+
+def test_sigterm_writes_what_was_trained_and_exits_130(tmp_path: Path) -> None:
+    regression_frame().to_csv(tmp_path / "t.csv", index=False)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dlstructured",
+            "train",
+            "t.csv",
+            "--target",
+            "y",
+            "--out",
+            "run",
+            "--epochs",
+            "100000",
+            "--hidden",
+            "8",
+            "--patience",
+            "0",
+            "--backend",
+            BACKEND,
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen: list[str] = []
+    try:
+        for line in process.stderr:  # the progress bar prints epoch 1 first: training has begun
+            seen.append(line)
+            if re.match(r"epoch +1/100000", line):
+                break
+        assert re.match(r"epoch +1/100000", seen[-1] if seen else ""), "".join(seen)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, "".join(seen) + stderr
+    assert "interrupted after" in stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["interrupted"] is True and 1 <= metrics["epochs_run"] < 100000
+    assert (tmp_path / "run" / "model.keras").stat().st_size > 0
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+
+
+@pytest.mark.slow
+def test_demo_trains_both_models(tmp_path: Path) -> None:
+    completed = run_cli(
+        "demo", "--out", "demo", "--epochs", "2", "--backend", BACKEND, cwd=tmp_path
+    )
+    assert completed.returncode == 0, completed.stderr
+    for name, task in (("diabetes", "regression"), ("breast_cancer", "binary")):
+        folder = tmp_path / "demo" / name
+        assert json.loads((folder / "metrics.json").read_text())["task"] == task
+        assert (folder / "learning_curves.png").stat().st_size > 0
+    assert "val_binary_accuracy" in completed.stdout
+
+
+@backend_independent
+def test_docstring_examples_of_the_command_line_modules(capsys) -> None:
+    import doctest
+
+    import dlstructured.cli
+    import dlstructured.datasets
+
+    for module in (dlstructured.cli, dlstructured.datasets):
+        failed, attempted = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert attempted > 0 and failed == 0, module.__name__
