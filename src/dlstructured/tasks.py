@@ -59,10 +59,58 @@ class TaskPolicy:
     monitor_mode: str = "min"
 
     def make_loss(self) -> Any:
-        """Return a new Keras loss object for this task."""
-        import keras
+        """Return a new Keras loss object (a ``keras.losses.Loss``) for this task."""
+        return as_loss_object(self.loss)
 
-        return keras.losses.get(self.loss)
+
+def as_loss_object(loss: Any) -> Any:
+    """A ``keras.losses.Loss`` for a loss name, function or object (objects pass through).
+
+    Raises:
+        ValueError: If ``loss`` is not a Keras loss name, function or object.
+    """
+    import keras
+
+    if isinstance(loss, keras.losses.Loss):
+        return loss
+    try:
+        resolved = keras.losses.get(loss)
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            "`loss` must be a Keras loss, its name ('mae', 'mse', 'binary_crossentropy' ...) or "
+            f"a function. Received: loss={loss!r}"
+        ) from error
+    if resolved is None:
+        raise ValueError(f"`loss` must name a Keras loss. Received: loss={loss!r}")
+    if isinstance(resolved, keras.losses.Loss):
+        return resolved
+    return _FunctionLoss(resolved)
+
+
+def _function_loss_class():
+    import keras
+
+    class FunctionLoss(keras.losses.Loss):
+        """A loss function as a ``keras.losses.Loss``: Keras reduces and weights it."""
+
+        def __init__(self, fn, **kwargs):
+            super().__init__(name=getattr(fn, "__name__", "loss"), **kwargs)
+            self.fn = fn
+
+        def call(self, y_true, y_pred):
+            return self.fn(y_true, y_pred)
+
+    return FunctionLoss
+
+
+def _FunctionLoss(fn):  # noqa: N802 - builds the class on first use, after Keras is imported
+    global _FUNCTION_LOSS
+    if _FUNCTION_LOSS is None:
+        _FUNCTION_LOSS = _function_loss_class()
+    return _FUNCTION_LOSS(fn)
+
+
+_FUNCTION_LOSS = None
 
 
 TASKS: dict[str, TaskPolicy] = {

@@ -28,7 +28,7 @@ from dlstructured._checks import (
     check_int,
     check_optional_seed,
 )
-from dlstructured.tasks import TASKS, TaskPolicy, get_task, task_from_activation
+from dlstructured.tasks import TaskPolicy, as_loss_object, get_task, task_from_activation
 
 ENGINES = ("auto", "keras", "jax")
 DIVERGENCE_ADVICE = (
@@ -649,6 +649,7 @@ def train(
     callback_list = keras.callbacks.CallbackList(
         all_callbacks, add_history=False, add_progbar=False, model=network
     )
+    loss_object = policy.make_loss() if loss is None else as_loss_object(loss)
     shuffle_seed = seed if seed is not None else int(np.random.default_rng().integers(2**31))
     _reset_dropout_seeds(network, shuffle_seed)
     engine_name, engine_fit = _select_engine(engine)
@@ -663,7 +664,7 @@ def train(
             y=y_train,
             sample_weight=weights,
             validation=validation,
-            loss=policy.make_loss() if loss is None else keras.losses.get(loss),
+            loss=loss_object,
             metrics=policy.make_metrics(),
             optimizer=_make_optimizer(optimizer, learning_rate),
             epochs=epochs,
