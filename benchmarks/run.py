@@ -420,7 +420,7 @@ def check_targets(results: dict) -> list[dict]:
                     "growth_whole_mib",
                     budget,
                 )
-    return [t for t in targets if t["workload"] in results]
+    return [t for t in targets if t["side"] in results.get(t["workload"], {})]
 
 
 # ------------------------------------------------------------------------------------------
@@ -607,7 +607,7 @@ def format_targets(targets: list[dict], markdown: bool = False) -> str:
         verdict = {True: "met", False: "NOT met", None: "not measured"}[t["met"]]
         bound = ("<= " if t["at_most"] else ">= ") + _fmt(t["limit"], ",.4g")
         rows.append(
-            [t["target"], t["workload"], t["side"], _fmt(t["measured"], ",.3g"), bound, verdict]
+            [t["target"], t["workload"], t["side"], _fmt(t["measured"], ",.4g"), bound, verdict]
         )
     header = ["target", "workload", "side", "measured", "limit", "verdict"]
     return (format_markdown if markdown else format_text)(header, rows)
