@@ -30,6 +30,13 @@ fuzz: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/dlstructured demo --out runs/demo
 
+# Benchmarks against the course's plain-Keras code (minutes; not a test). Uses the course CSVs
+# when ../shared/data exists, synthetic data of the same shapes otherwise. Writes runs/.
+BENCH_DATA := $(wildcard ../shared/data)
+bench: $(STAMP)
+	$(PY) benchmarks/run.py $(if $(BENCH_DATA),--data-dir $(BENCH_DATA)) --memory \
+		--out runs/benchmark-results.json --markdown runs/benchmark-results.md
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks examples
 

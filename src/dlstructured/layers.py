@@ -32,7 +32,7 @@ class CategoryEmbedding(keras.layers.Layer):
 
     >>> import numpy as np
     >>> layer = CategoryEmbedding([1], [5], [3], seed=0)
-    >>> layer(np.array([[0.5, 4.0], [0.1, 0.0]], dtype="float32")).shape
+    >>> tuple(layer(np.array([[0.5, 4.0], [0.1, 0.0]], dtype="float32")).shape)
     (2, 4)
     """
 

@@ -66,6 +66,10 @@ class TaskPolicy:
 def as_loss_object(loss: Any) -> Any:
     """A ``keras.losses.Loss`` for a loss name, function or object (objects pass through).
 
+    Keras's own loss functions become their Loss classes (``"mae"`` and
+    ``keras.losses.mean_absolute_error`` give ``MeanAbsoluteError()``), which save with a model
+    and reconcile ``(n,)`` targets with ``(n, 1)`` outputs. Other functions are wrapped.
+
     Raises:
         ValueError: If ``loss`` is not a Keras loss name, function or object.
     """
@@ -76,48 +80,41 @@ def as_loss_object(loss: Any) -> Any:
     try:
         resolved = keras.losses.get(loss)
     except (ValueError, TypeError) as error:
+        resolved = None
+        cause = error
+    else:
+        cause = None
+    if resolved is None:
         raise ValueError(
             "`loss` must be a Keras loss, its name ('mae', 'mse', 'binary_crossentropy' ...) or "
             f"a function. Received: loss={loss!r}"
-        ) from error
-    if resolved is None:
-        raise ValueError(f"`loss` must name a Keras loss. Received: loss={loss!r}")
+        ) from cause
     if isinstance(resolved, keras.losses.Loss):
         return resolved
-    # Keras's own Loss class for a built-in function (mean_absolute_error -> MeanAbsoluteError):
-    # it matches the ranks of targets and outputs ((n,) against (n, 1)) and saves by name, so a
-    # saved model loads in safe mode. Other functions keep the generic wrapper.
-    class_name = "".join(part.capitalize() for part in getattr(resolved, "__name__", "").split("_"))
-    builtin = getattr(keras.losses, class_name, None)
-    if isinstance(builtin, type) and issubclass(builtin, keras.losses.Loss):
-        return builtin()
-    return _FunctionLoss(resolved)
+    name = getattr(resolved, "__name__", "")
+    class_name = "".join(part.capitalize() for part in name.split("_"))
+    loss_class = getattr(keras.losses, class_name, None)
+    if isinstance(loss_class, type) and issubclass(loss_class, keras.losses.Loss):
+        return loss_class()
+    return _function_loss(resolved)
 
 
-def _function_loss_class():
+def _function_loss(fn: Any) -> Any:
     import keras
 
     class FunctionLoss(keras.losses.Loss):
-        """A loss function as a ``keras.losses.Loss``: Keras reduces and weights it."""
+        """A custom loss function as a ``keras.losses.Loss``: Keras reduces and weights it."""
 
         def __init__(self, fn, **kwargs):
             super().__init__(name=getattr(fn, "__name__", "loss"), **kwargs)
             self.fn = fn
 
         def call(self, y_true, y_pred):
+            if len(y_true.shape) == len(y_pred.shape) - 1:
+                y_true = keras.ops.expand_dims(y_true, -1)
             return self.fn(y_true, y_pred)
 
-    return FunctionLoss
-
-
-def _FunctionLoss(fn):  # noqa: N802 - builds the class on first use, after Keras is imported
-    global _FUNCTION_LOSS
-    if _FUNCTION_LOSS is None:
-        _FUNCTION_LOSS = _function_loss_class()
-    return _FUNCTION_LOSS(fn)
-
-
-_FUNCTION_LOSS = None
+    return FunctionLoss(fn)
 
 
 TASKS: dict[str, TaskPolicy] = {

@@ -1,0 +1,147 @@
+"""Checks of the benchmark harness in ``benchmarks/`` (its arithmetic and one quick run).
+
+Nothing here times anything or compares speeds: the harness's figures depend on the machine and
+its load. The slow test runs the harness end to end on tiny data and checks what it writes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import run  # noqa: E402
+from _worker import PeakRSS, _record_metrics  # noqa: E402
+from _workloads import WORKLOADS, course_split, dense_forward_flops, epoch_flops  # noqa: E402
+
+
+def test_dense_flops_count_two_per_multiply_add():
+    # 11 -> 512 -> 512 -> 512 -> 1, as in the course's red wine model.
+    expected = 2 * (11 * 512 + 512 * 512 + 512 * 512 + 512 * 1)
+    assert dense_forward_flops(11, (512, 512, 512)) == expected
+    assert epoch_flops(11, (512, 512, 512), 10, 4) == 3 * expected * 10 + expected * 4
+
+
+def test_derive_splits_epoch_time_into_arithmetic_and_overhead():
+    result = {"fit_s": 2.0, "epochs_run": 100, "n_train": 1000, "n_valid": 500, "num_features": 11}
+    run.derive("redwine_512x3", result, peak_gflops=100.0)
+    flops = epoch_flops(11, (512, 512, 512), 1000, 500)
+    assert result["epoch_ms"] == pytest.approx(20.0)
+    assert result["samples_per_s"] == pytest.approx(1000 * 100 / 2.0)
+    assert result["gflops"] == pytest.approx(flops / 0.02 / 1e9)
+    assert result["fraction_of_peak"] == pytest.approx(result["gflops"] / 100.0)
+    assert result["overhead_ms_per_epoch"] == pytest.approx(20.0 - flops / 100e9 * 1000.0)
+
+
+def test_ratios_skip_failed_sides_and_targets_report_verdicts():
+    results = {
+        "ionosphere_4x4": {
+            "keras-tensorflow": {"fit_s": 10.0, "process_s": 20.0},
+            "dlstructured-jax": {"fit_s": 2.0, "process_s": 8.0, "overhead_ms_per_epoch": 0.5},
+            "dlstructured-tensorflow": {"fit_s": 1.0, "process_s": 9.0, "error": "boom"},
+            "dlstructured-cli": {"fit_s": 3.0, "process_s": 7.0},
+        }
+    }
+    run.add_ratios(results)
+    jax_side = results["ionosphere_4x4"]["dlstructured-jax"]
+    assert jax_side["fit_ratio"] == pytest.approx(0.2)
+    assert jax_side["process_ratio"] == pytest.approx(0.4)
+    assert "fit_ratio" not in results["ionosphere_4x4"]["dlstructured-tensorflow"]
+    verdicts = {(t["target"], t["side"]): t["met"] for t in run.check_targets(results)}
+    assert verdicts[("JAX fit time <= 0.25x plain Keras (TF)", "dlstructured-jax")] is True
+    assert jax_side["process_ratio"] == pytest.approx(0.4)
+    cli = "`dlstructured train` whole process <= 0.33x plain-Keras script (TF)"
+    assert verdicts[(cli, "dlstructured-cli")] is False  # 7 s / 20 s = 0.35
+    assert verdicts[("TF fit time <= 0.5x plain Keras (TF)", "dlstructured-tensorflow")] is None
+    assert verdicts[("ionosphere overhead per epoch on JAX <= 1 ms", "dlstructured-jax")] is True
+
+
+def test_regression_metrics_are_reported_in_target_units_once():
+    scaled = {"loss": [0.3, 0.2], "val_loss": [0.25, 0.1], "val_mae": [0.25, 0.1]}
+    plain = {}
+    _record_metrics(scaled, "regression", 5.0, plain, in_units=False)
+    assert plain["val_metric_final"] == pytest.approx(0.5)
+    assert plain["val_mae_scaled_final"] == pytest.approx(0.1)
+    in_units = {key: [5.0 * v for v in values] for key, values in scaled.items()}
+    library = {}
+    _record_metrics(in_units, "regression", 5.0, library, in_units=True)
+    assert library["val_metric_final"] == pytest.approx(0.5)
+    assert library["val_mae_scaled_final"] == pytest.approx(0.1)
+    assert library["val_metric_best"] == pytest.approx(0.5)
+
+
+def test_peak_rss_counts_memory_allocated_inside_the_block():
+    before = np.ones(40 * 2**20 // 8)  # allocated before the block: must not count
+    del before
+    with PeakRSS() as peak:
+        block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+        block[::512] = 2.0
+        del block
+    assert 56.0 < peak.growth_mib < 120.0
+
+
+def test_course_split_is_pandas_sample_with_seed_zero():
+    import pandas as pd
+
+    frame = pd.DataFrame({"a": np.arange(100.0), "y": np.arange(100) % 2})
+    train, valid = course_split(frame)
+    assert list(train.index) == list(frame.sample(frac=0.7, random_state=0).index)
+    assert sorted([*train.index, *valid.index]) == list(range(100))
+
+
+@pytest.mark.slow
+def test_quick_run_writes_every_reported_figure(tmp_path):
+    out = tmp_path / "results.json"
+    markdown = tmp_path / "table.md"
+    command = [
+        sys.executable,
+        str(BENCHMARKS / "run.py"),
+        "--quick",
+        "--workloads",
+        "ionosphere_4x4",
+        "--sides",
+        "keras-tensorflow",
+        "dlstructured-jax",
+        "--out",
+        str(out),
+        "--markdown",
+        str(markdown),
+        "--timeout",
+        "300",
+    ]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    report = json.loads(out.read_text())
+    assert {"machine", "matmul_peak_gflops", "results", "targets", "command"} <= set(report)
+    assert report["matmul_peak_gflops"]["used"] > 0
+    sides = report["results"]["ionosphere_4x4"]
+    for side in ("keras-tensorflow", "dlstructured-jax"):
+        result = sides[side]
+        assert "error" not in result, result.get("error")
+        assert result["epochs_run"] == WORKLOADS["ionosphere_4x4"].quick_epochs
+        for key in (
+            "fit_s",
+            "process_s",
+            "fit_ratio",
+            "process_ratio",
+            "val_metric_final",
+            "val_metric_best",
+            "samples_per_s",
+            "overhead_ms_per_epoch",
+            "gflops",
+            "fraction_of_peak",
+            "peak_rss_mib",
+        ):
+            assert isinstance(result[key], float), (side, key)
+        assert 0.0 <= result["val_metric_final"] <= 1.0
+        assert result["n_train"] + result["n_valid"] == 351
+    assert sides["keras-tensorflow"]["backend"] == "tensorflow"
+    assert sides["dlstructured-jax"]["backend"] == "jax"
+    assert "ionosphere_4x4" in markdown.read_text()
