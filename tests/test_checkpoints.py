@@ -28,6 +28,17 @@ from dlstructured.checkpoints import POINTER_FILE, read_checkpoint
 from dlstructured.training import TrainingDivergedWarning, TrainingInterruptedWarning
 
 
+@pytest.fixture(autouse=True, scope="module")
+def write_every_epoch():
+    """These tests look at each epoch's checkpoint: turn off the writer's time-based spacing."""
+    from dlstructured.checkpoints import CheckpointWriter
+
+    saved = CheckpointWriter.WRITE_SHARE_FACTOR
+    CheckpointWriter.WRITE_SHARE_FACTOR = 0.0
+    yield
+    CheckpointWriter.WRITE_SHARE_FACTOR = saved
+
+
 @pytest.fixture
 def data(rng):
     x = rng.normal(size=(64, 3)).astype("float32")
@@ -269,3 +280,24 @@ def test_tabular_model_checkpoint_predicts_raw_rows(tmp_path, rng):
     assert type(best).__name__ == "TabularModel"
     np.testing.assert_allclose(best.predict(frame.drop(columns="price")),
                                model.predict(frame.drop(columns="price")), rtol=1e-5)
+
+
+def test_writes_are_spaced_in_time_but_the_last_epoch_is_always_written(data, tmp_path,
+                                                                        monkeypatch):
+    from dlstructured.checkpoints import CheckpointWriter
+
+    monkeypatch.setattr(CheckpointWriter, "WRITE_SHARE_FACTOR", 1e6)  # one write, then wait
+    written = []
+
+    class Look(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            written.append(read_checkpoint(tmp_path).epoch)
+
+    x, y = data
+    result = train(small_network(), x, y, seed=5, checkpoint_dir=tmp_path, callbacks=[Look()],
+                   **{**SETTINGS, "early_stopping": False, "epochs": 5})
+    assert written == [1, 1, 1, 1, 1]  # the first epoch, then nothing while the spacing runs
+    state = read_checkpoint(tmp_path)
+    assert state.epoch == result.epochs_run == 5  # the end of training is always written
+    assert len(state.rows) == 5
+    assert dlstructured.load_checkpoint(tmp_path).predict(x, verbose=0).shape == (len(x), 1)

@@ -102,11 +102,14 @@ def test_train_predict_evaluate_on_csv(tmp_path: Path, wine_csv: Path) -> None:
     assert "val_loss" in trained.stdout and "best (epoch" in trained.stdout
 
     assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoints",
         "history.csv",
         "learning_curves.png",
         "metrics.json",
         "model.keras",
+        "run.json",
     ]
+    assert (out / "checkpoints" / "best.keras").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["task"] == "regression"
@@ -330,3 +333,47 @@ def test_docstring_examples_of_the_command_line_modules(capsys) -> None:
     for module in (dlstructured.cli, dlstructured.datasets):
         failed, attempted = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert attempted > 0 and failed == 0, module.__name__
+
+
+def test_interrupted_run_resumes_to_the_full_epoch_count(tmp_path: Path) -> None:
+    regression_frame().to_csv(tmp_path / "t.csv", index=False)
+    epochs = 3000
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dlstructured", "train", "t.csv", "--target", "y", "--out", "run",
+         "--epochs", str(epochs), "--hidden", "8", "--patience", "0", "--backend", BACKEND],
+        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    seen: list[str] = []
+    try:
+        for line in process.stderr:
+            seen.append(line)
+            if re.match(rf"epoch +1/{epochs}", line):
+                break
+        time.sleep(0.3)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, "".join(seen) + stderr
+    run = tmp_path / "run"
+    assert (run / "metrics.json").exists(), "".join(seen) + stderr
+    first = json.loads((run / "metrics.json").read_text())
+    assert first["interrupted"] is True and first["epochs_run"] < epochs
+    assert (run / "run.json").exists() and (run / "checkpoints" / "checkpoint.json").exists()
+
+    resumed = run_cli("train", "--resume", "run", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["interrupted"] is False and metrics["epochs_run"] == epochs
+    assert len(pd.read_csv(run / "history.csv")) == epochs
+
+
+def test_resume_needs_a_folder_started_by_train(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = run_cli("train", "--resume", "empty", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "run.json" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    missing = run_cli("train", cwd=tmp_path)
+    assert missing.returncode == 2 and "--target" in missing.stderr

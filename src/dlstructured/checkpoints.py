@@ -25,6 +25,7 @@ import os
 import re
 import secrets
 import shutil
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,11 +182,18 @@ class CheckpointState:
 
 
 class CheckpointWriter(keras.callbacks.Callback):
-    """Write the best model and the latest training state to a folder after every epoch.
+    """Write the best model and the latest training state to a folder as training goes.
 
     ``train(..., checkpoint_dir=folder)`` adds one; it reads the early-stopping state from the
     training monitor that runs before it. It works on every engine, since engines send
     ``on_epoch_end`` with the model's variables up to date.
+
+    Writing costs time (saving ``best.keras`` takes a tenth of a second or more), so the writer
+    keeps it to about a tenth of the training time: after a write that took ``w`` seconds, the
+    next one waits until ``9 * w`` seconds of training have passed, then writes the latest
+    epoch (and the best model, if it changed). The first epoch and the end of training are
+    always written, so a kill loses at most a few seconds of training, and a resumed run repeats
+    them.
 
     Args:
         directory: The checkpoint folder (created if missing).
@@ -197,6 +205,9 @@ class CheckpointWriter(keras.callbacks.Callback):
         epochs: The run's ``epochs``.
     """
 
+    #: After a write of ``w`` seconds, the next waits ``WRITE_SHARE_FACTOR * w`` seconds.
+    WRITE_SHARE_FACTOR = 9.0
+
     def __init__(self, directory: Any, tracker: Any, *, save_model: Any, optimizer: Any,
                  seed: int, epochs: int):
         super().__init__()
@@ -207,14 +218,50 @@ class CheckpointWriter(keras.callbacks.Callback):
         self.seed = seed
         self.epochs = epochs
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._pending: int | None = None
+        self._best_changed = False
+        self._next_write = 0.0
 
     def on_epoch_end(self, epoch, logs=None):
         if self.tracker.diverged_epoch is not None:
             return  # keep the last finite state; a resumed run repeats the epoch
-        done = epoch + 1
-        if self.tracker.best_epoch == done:
-            save_model_atomically(self.save_model, self.directory / BEST_MODEL_FILE)
+        self._pending = epoch + 1
+        if self.tracker.best_epoch == self._pending:
+            self._best_changed = True
+        if time.monotonic() >= self._next_write:
+            self.flush()
+
+    def on_train_end(self, logs=None):
+        if self.tracker.diverged_epoch is None:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the latest epoch not yet written (and the best model, if it changed)."""
+        if self._pending is None:
+            return
+        started = time.monotonic()
+        done = self._pending
+        if self._best_changed:
+            self._save_best(done)
         self._write_state(done)
+        self._pending, self._best_changed = None, False
+        finished = time.monotonic()
+        self._next_write = finished + self.WRITE_SHARE_FACTOR * (finished - started)
+
+    def _save_best(self, done: int) -> None:
+        tracker, network = self.tracker, self.model
+        if tracker.best_epoch == done or tracker.best_weights is None:
+            save_model_atomically(self.save_model, self.directory / BEST_MODEL_FILE)
+            return
+        # The best epoch is behind the current weights: save it, then put them back.
+        current = [variable_to_numpy(v) for v in network.weights]
+        for variable, value in zip(network.weights, tracker.best_weights, strict=True):
+            variable.assign(value)
+        try:
+            save_model_atomically(self.save_model, self.directory / BEST_MODEL_FILE)
+        finally:
+            for variable, value in zip(network.weights, current, strict=True):
+                variable.assign(value)
 
     def _write_state(self, done: int) -> None:
         tracker, network = self.tracker, self.model
@@ -241,7 +288,7 @@ class CheckpointWriter(keras.callbacks.Callback):
                 "best_is_current": best_is_current,
                 "wait": tracker.wait,
                 "stopped_early": bool(tracker.stopped_early),
-                "rows": [{k: float(v) for k, v in row.items()} for row in tracker.rows],
+                "rows": [{k: float(v) for k, v in row.items()} for row in tracker.rows[:done]],
                 "variable_paths": [v.path for v in network.variables],
                 "optimizer_paths": [v.path for v in optimizer_variables],
                 "backend": keras.backend.backend(),

@@ -56,6 +56,8 @@ DEFAULT_VALID_FRACTION = 0.3
 DEFAULT_SEED = 0
 
 MODEL_FILE = "model.keras"
+RUN_FILE = "run.json"  # what the run was started with, for --resume
+CHECKPOINT_DIR = "checkpoints"  # best model and latest training state, written every epoch
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
 PLOT_FILE = "learning_curves.png"
@@ -176,8 +178,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Prepare DATA, train a network to predict --target, and write the model, "
         "metrics.json, history.csv and learning_curves.png to --out.",
     )
-    train.add_argument("data", metavar="DATA", help="CSV or Parquet (.parquet) file")
-    train.add_argument("--target", required=True, metavar="COL", help="column to predict")
+    train.add_argument("data", metavar="DATA", nargs="?", help="CSV or Parquet (.parquet) file")
+    train.add_argument("--target", metavar="COL", help="column to predict (required with DATA)")
+    train.add_argument(
+        "--resume",
+        metavar="DIR",
+        default=None,
+        help="continue the interrupted run in output folder DIR from its last checkpoint, with "
+        "the data and options it was started with",
+    )
     _add_training_options(train)
     train.add_argument(
         "--out",
@@ -580,22 +589,77 @@ def _require_columns(frame: Any, path: str, **options: str | None) -> None:
 
 
 def _cmd_train(args: argparse.Namespace, console: _Console) -> int:
-    frame = _read_data(args.data, console)
-    _require_columns(frame, args.data, target=args.target, group_by=args.group_by)
-    out = Path(args.out) if args.out else Path("runs") / _stem(args.data)
+    resume = args.resume is not None
+    if resume:
+        out = Path(args.resume)
+        run = _read_run_file(out)
+        data_path, target, options = run["data"], run["target"], run["options"]
+        backend_name = args.backend or run.get("backend")
+        if not (out / CHECKPOINT_DIR / "checkpoint.json").exists():
+            console.notice(f"{out} holds no checkpoint yet: training starts from the beginning")
+            resume = False
+    else:
+        if args.data is None or args.target is None:
+            raise UsageError(
+                "train needs DATA and --target COL (or --resume DIR to continue a run)"
+            )
+        data_path, target = args.data, args.target
+        out = Path(args.out) if args.out else Path("runs") / _stem(args.data)
+        options = _training_options(args)
+        backend_name = args.backend
+    frame = _read_data(data_path, console)
+    _require_columns(frame, data_path, target=target, group_by=options["group_by"])
     _check_output_dir(out)
-    options = _training_options(args)
-    with _keras_backend(args.backend) as backend:
+    with _keras_backend(backend_name) as backend:
+        if not args.resume:
+            _write_run_file(out, data=data_path, target=target, options=options, backend=backend)
         outcome = _train_and_write(
             frame,
-            target=args.target,
+            target=target,
             options=options,
             out=out,
             console=console,
-            source=str(args.data),
+            source=str(data_path),
             backend=backend,
+            resume=resume,
         )
     return outcome
+
+
+def _write_run_file(out: Path, *, data: str, target: str, options: dict, backend: str) -> None:
+    """Record what a run was started with, so ``--resume`` can rebuild the same run."""
+    out.mkdir(parents=True, exist_ok=True)
+    record = {
+        "data": str(Path(data).resolve()),
+        "target": target,
+        "options": options,
+        "backend": backend,
+    }
+    handle, temporary = tempfile.mkstemp(prefix=f".{RUN_FILE}.", suffix=".partial", dir=out)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(record, stream, indent=2)
+            stream.write("\n")
+        os.replace(temporary, out / RUN_FILE)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _read_run_file(out: Path) -> dict:
+    path = out / RUN_FILE
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if not all(key in record for key in ("data", "target", "options")):
+            raise ValueError("keys missing")
+    except FileNotFoundError:
+        raise UsageError(
+            f"--resume {str(out)!r} has no {RUN_FILE}: give the --out folder of a run that "
+            "`dlstructured train` started"
+        ) from None
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot read {path}: {error}; start the run again without --resume")
+    return record
 
 
 def _stem(path: str) -> str:
@@ -683,11 +747,17 @@ def _train_and_write(
     console: _Console,
     source: str,
     backend: str,
+    resume: bool = False,
 ) -> int:
     import dlstructured
 
     data = _prepare(frame, target, options)
     model = _build(data, options)
+    if resume:
+        from dlstructured.checkpoints import read_checkpoint
+
+        with _user_input("cannot resume the run"):
+            read_checkpoint(out / CHECKPOINT_DIR)
     has_validation = getattr(data, "x_valid", None) is not None
     patience = options["patience"]
     if patience and not has_validation:
@@ -719,6 +789,8 @@ def _train_and_write(
             callbacks=callbacks,
             verbose=0,
             seed=options["seed"],
+            checkpoint_dir=out / CHECKPOINT_DIR,
+            resume=resume,
         )
     summary = _summary(result, data, options, source=source, backend=backend)
     written = write_outputs(out, model=model, result=result, summary=summary)

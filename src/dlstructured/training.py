@@ -543,10 +543,11 @@ def train(
             ``"jax"``. Defaults to ``"auto"``.
         on_interrupt: ``"return"`` the result so far on Ctrl-C, or ``"raise"``. Defaults to
             ``"return"``.
-        checkpoint_dir: A folder where, after every epoch, the best model so far
-            (``best.keras``, loadable with :func:`dlstructured.load_checkpoint`) and the latest
-            training state are written atomically, so a crash or kill leaves the previous
-            checkpoint intact. Defaults to ``None`` (no checkpoints).
+        checkpoint_dir: A folder where the best model so far (``best.keras``, loadable with
+            :func:`dlstructured.load_checkpoint`) and the latest training state are written
+            atomically as training goes, so a crash or kill leaves the previous checkpoint
+            intact. Writes are spaced to take about a tenth of the training time; the first
+            and the last epoch are always written. Defaults to ``None`` (no checkpoints).
         resume: Continue the run saved in ``checkpoint_dir`` from its next epoch, with its
             weights, optimizer state, history, early-stopping state and seed; pass the same
             model, data and settings as the interrupted run. Defaults to ``False``.
