@@ -658,7 +658,9 @@ def _read_run_file(out: Path) -> dict:
             "`dlstructured train` started"
         ) from None
     except (OSError, ValueError) as error:
-        raise UsageError(f"cannot read {path}: {error}; start the run again without --resume")
+        raise UsageError(
+            f"cannot read {path}: {error}; start the run again without --resume"
+        ) from error
     return record
 
 
