@@ -301,3 +301,9 @@ def test_writes_are_spaced_in_time_but_the_last_epoch_is_always_written(data, tm
     assert state.epoch == result.epochs_run == 5  # the end of training is always written
     assert len(state.rows) == 5
     assert dlstructured.load_checkpoint(tmp_path).predict(x, verbose=0).shape == (len(x), 1)
+
+
+def test_resume_from_a_folder_without_a_checkpoint_names_the_argument(data, tmp_path):
+    x, y = data
+    with pytest.raises(dlstructured.CheckpointError, match=r"resume=True.*checkpoint_dir"):
+        train(small_network(), x, y, checkpoint_dir=tmp_path, resume=True, **SETTINGS)

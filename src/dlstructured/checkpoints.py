@@ -562,7 +562,14 @@ def state_to_resume(checkpoint_dir: Any, resume: Any, seed: int | None):
             "`resume=True` needs `checkpoint_dir`, the folder of the run to continue. "
             "Received: checkpoint_dir=None"
         )
-    state = read_checkpoint(checkpoint_dir)
+    try:
+        state = read_checkpoint(checkpoint_dir)
+    except CheckpointError as error:
+        raise CheckpointError(
+            f"`resume=True` needs a completed checkpoint in `checkpoint_dir`: {error} Train "
+            "without resume=True, or give the folder of the run to continue. Received: "
+            f"checkpoint_dir={str(checkpoint_dir)!r}"
+        ) from error
     if seed is not None and seed != state.seed:
         raise ValueError(
             f"`seed` must be the interrupted run's seed ({state.seed}) or None to resume it. "
