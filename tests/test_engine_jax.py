@@ -425,3 +425,91 @@ def test_metric_without_variables_is_refused_before_training():
         )
     assert begun == []
     assert not hasattr(network, "optimizer")
+
+
+class _ScaledDense(keras.layers.Dense):
+    """A Dense subclass: a layer the engine cannot know to work row by row."""
+
+    def call(self, inputs, training=None):
+        return super().call(inputs) * 0.5
+
+
+def _subclass_network():
+    inputs = keras.Input(shape=(FEATURES,), name="features")
+    x = keras.layers.BatchNormalization()(inputs)
+    x = _ScaledDense(8, activation="relu", kernel_initializer=keras.initializers.Ones())(x)
+    return keras.Model(inputs, keras.layers.Dense(1, kernel_initializer="ones")(x))
+
+
+def _spy_on_batches(monkeypatch):
+    """Record, per epoch program, whether the partial batch ran as a step of its own."""
+    own_steps = []
+    batches = _engine_jax._EpochProgram._batches
+
+    def spy(self, order):
+        scanned, own_step = batches(self, order)
+        own_steps.append(own_step is not None)
+        return scanned, own_step
+
+    monkeypatch.setattr(_engine_jax._EpochProgram, "_batches", spy)
+    return own_steps
+
+
+def test_padding_mode_knows_which_layers_work_row_by_row():
+    assert _engine_jax._padding_mode(dense_stack(FEATURES, hidden_units=(4,))) == "plain"
+    assert _engine_jax._padding_mode(_regression_network()) == "mask"
+    assert _engine_jax._padding_mode(_subclass_network()) is None
+
+
+@pytest.mark.parametrize(
+    ("build", "pads"), [(_regression_network, True), (_subclass_network, False)]
+)
+def test_padded_partial_batch_matches_keras_fit(monkeypatch, build, pads):
+    # Pad even 10 padding rows on 70 (the default share is smaller): batch norm with a Keras
+    # mask, an L2 penalty, sample weights; a layer the engine does not know is never padded.
+    monkeypatch.setattr(_engine_jax, "_MAX_PADDING_SHARE", 1.0)
+    own_steps = _spy_on_batches(monkeypatch)
+    setup = _regression_setup()
+    weights = np.random.default_rng(8).uniform(0.1, 3.0, size=ROWS).astype(np.float32)
+    args = {k: setup[k] for k in ("loss", "metrics", "valid")}
+    engine_net, keras_net = build(), build()
+    recorder = _engine_fit(engine_net, setup["x"], setup["y"], sample_weight=weights, **args)
+    history = _keras_fit(keras_net, setup["x"], setup["y"], sample_weight=weights, **args)
+    assert own_steps == [not pads]
+    _assert_same_history(recorder.logs, history)
+    _assert_same_weights(engine_net.get_weights(), keras_net.get_weights())
+
+
+def test_small_padding_share_pads_and_large_one_does_not(monkeypatch):
+    own_steps = _spy_on_batches(monkeypatch)
+    setup = _regression_setup()
+    args = {k: setup[k] for k in ("loss", "metrics")}
+    network = dense_stack(FEATURES, hidden_units=(4,))
+    _engine_fit(network, setup["x"], setup["y"], epochs=1, **args)  # 10 padding rows on 70
+    x, y = _data(9, rows=16 * 50 + 15)  # 1 padding row on 815
+    _engine_fit(network, x, y, epochs=1, **args)
+    assert own_steps == [True, False]
+
+
+def test_validation_in_padded_chunks_matches_keras_fit():
+    # 2,049 validation rows: two chunks of 1,025 rows, the second padded by one masked-out row.
+    setup = _binary_setup()
+    x_valid, y_valid = _data(10, rows=2049)
+    labels = (y_valid > np.median(setup["y"])).astype(np.float32)
+    weights = np.random.default_rng(11).uniform(0.1, 3.0, size=2049).astype(np.float32)
+    args = {k: setup[k] for k in ("loss", "metrics")}
+    args.update(valid=(x_valid, labels), valid_weight=weights, epochs=2)
+    engine_net, keras_net = setup["build"](), setup["build"]()
+    recorder = _engine_fit(engine_net, setup["x"], setup["y"], **args)
+    history = _keras_fit(keras_net, setup["x"], setup["y"], **args)
+    _assert_same_history(recorder.logs, history)
+    program = _engine_jax._EpochProgram(
+        engine_net,
+        loss=keras.losses.BinaryCrossentropy(),
+        metrics=[],
+        optimizer=keras.optimizers.Adam(),
+        num_rows=ROWS,
+        batch_size=BATCH,
+        num_valid_rows=2049,
+    )
+    assert (program.valid_chunk, program.padded_valid_rows) == (1025, 2050)
