@@ -443,3 +443,44 @@ def test_config_from_another_format_version():
 def test_all_notices_share_a_base_class():
     for warning in (ConstantColumnWarning, IdentifierColumnWarning, ExtraColumnsWarning):
         assert issubclass(warning, DataWarning) and issubclass(warning, UserWarning)
+
+
+def test_few_rows_transform_exactly_as_many_rows_do():
+    # Up to 4,096 rows, plain int and float columns are handled together; more rows go column
+    # by column. Both give the same bytes, next to columns the block leaves alone (nullable,
+    # boolean, text, dates), with missing values and values past the clip limit.
+    rng = np.random.default_rng(3)
+    rows = 5000
+    floats = rng.normal(scale=10.0, size=rows)
+    floats[::7] = np.nan
+    floats[5] = 1e12
+    frame = pd.DataFrame(
+        {
+            "f": floats,
+            "i": rng.integers(-50, 50, size=rows),
+            "u": rng.integers(0, 9, size=rows).astype(np.uint8),
+            "g": rng.normal(size=rows).astype(np.float32),
+            "n": pd.array(rng.integers(0, 5, size=rows), dtype="Int64"),
+            "b": rng.random(rows) > 0.5,
+            "c": rng.choice(["x", "y", "z"], size=rows),
+            "d": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 900, rows), "D"),
+            "y": rng.normal(size=rows),
+        }
+    )
+    pre = fit(frame)
+    everything = pre.transform(frame)
+    for start, stop in [(0, 1), (3, 40), (100, 4196)]:
+        np.testing.assert_array_equal(pre.transform(frame.iloc[start:stop]), everything[start:stop])
+    numeric = frame[["f", "i", "u", "g", "y"]]
+    numeric_only = fit(numeric)
+    everything = numeric_only.transform(numeric)
+    np.testing.assert_array_equal(numeric_only.transform(numeric.iloc[:9]), everything[:9])
+
+
+def test_few_rows_still_name_infinite_and_missing_columns():
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [4, 5, 6], "y": [0, 1, 1]})
+    pre = fit(frame, missing="error")
+    with pytest.raises(DataError, match="infinite values: 'a'"):
+        pre.transform(pd.DataFrame({"a": [np.inf], "b": [1]}))
+    with pytest.raises(DataError, match="missing values: 'a'"):
+        pre.transform(pd.DataFrame({"a": [np.nan], "b": [1]}))

@@ -69,3 +69,18 @@ def test_loaded_tabular_model_predicts_the_same_from_8_threads(tmp_path, rng):
     assert sum(len(c) for c in concurrent) == 10_000
     for alone, together in zip(sequential, concurrent, strict=True):
         np.testing.assert_array_equal(together, alone)
+
+
+def test_predict_on_batch_matches_keras_and_sees_new_weights(rng):
+    # The lean JAX path reads the variables at each call: training in between changes the
+    # predictions, exactly as Keras's own predict_on_batch sees them (batch norm and dropout in
+    # inference mode).
+    network = dlstructured.dense_stack(6, hidden_units=(16, 8), dropout_rate=0.3, batch_norm=True,
+                                       seed=0)
+    x = rng.normal(size=(64, 6)).astype("float32")
+    before = predict_on_batch(network, x)
+    np.testing.assert_allclose(before, network.predict_on_batch(x), rtol=1e-5, atol=1e-6)
+    dlstructured.train(network, x, x.sum(axis=1), epochs=2, batch_size=16, seed=0)
+    after = predict_on_batch(network, x)
+    assert not np.allclose(after, before)
+    np.testing.assert_allclose(after, network.predict_on_batch(x), rtol=1e-5, atol=1e-6)

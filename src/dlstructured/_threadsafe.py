@@ -7,6 +7,11 @@ callable``) or a buffer already donated (``Buffer has been deleted or donated``)
 Keras 3.15 and JAX 0.10. On TensorFlow they are safe. :func:`predict_on_batch` holds one lock per
 model around Keras's call, so threads take turns on the compiled function and every result is
 what a sequential call returns.
+
+On JAX a leaner path is taken for models whose layers and variables it can see: one
+``jax.jit``-compiled ``stateless_call`` in inference mode, given the variables' current values at
+each call. It changes no state, so threads need no lock, and it skips the bookkeeping of Keras's
+predict step, which is most of the time of a call on a few rows.
 """
 
 from __future__ import annotations
@@ -48,5 +53,33 @@ def predict_on_batch(model: Any, batch: Any) -> np.ndarray:
     >>> predict_on_batch(linear_unit(2, seed=0), np.zeros((3, 2), "float32")).shape
     (3, 1)
     """
+    import keras
+
+    if keras.backend.backend() == "jax" and isinstance(model, keras.Model) and model.built:
+        trainable = [variable.value for variable in model.trainable_variables]
+        non_trainable = [variable.value for variable in model.non_trainable_variables]
+        return np.asarray(_jax_inference(model)(trainable, non_trainable, batch))
     with model_lock(model):
         return np.asarray(model.predict_on_batch(batch))
+
+
+_JAX_INFERENCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _jax_inference(model: Any) -> Any:
+    """The model's compiled inference function on JAX (one per model, made on first use)."""
+    with _LOCKS_GUARD:
+        function = _JAX_INFERENCE.get(model)
+        if function is None:
+            import jax
+
+            reference = weakref.ref(model)  # the cache must not keep the model alive
+
+            def infer(trainable, non_trainable, batch):
+                network = reference()
+                kwargs = {"training": False} if network._call_has_training_arg else {}
+                outputs, _ = network.stateless_call(trainable, non_trainable, batch, **kwargs)
+                return outputs
+
+            function = _JAX_INFERENCE[model] = jax.jit(infer)
+        return function
