@@ -28,6 +28,11 @@ How the derived figures are computed (``--help`` repeats the short form):
 - overhead per epoch: time per epoch minus the time the epoch's FLOPs take at that peak, i.e. all
   the time not explained by arithmetic at the machine's matrix-product speed (an upper bound on
   the true overhead, exact for a model that does almost no arithmetic like ionosphere 4-4-1);
+- first epoch and steady epochs: a callback on each side notes when each epoch ends. The first
+  epoch includes compiling (TensorFlow's tracing, XLA's compilation); "steady" is the median of
+  the later epochs' times, and the steady GFLOP/s, share of peak and overhead use it. The JSON
+  keeps the fit-average figures too (``gflops``, ``fraction_of_peak``,
+  ``overhead_ms_per_epoch``);
 - peak memory: ``ru_maxrss`` of the worker process; the memory workload reports instead the peak
   RSS growth of the training call measured from just before it (``/proc/self/clear_refs``).
 """
@@ -321,6 +326,18 @@ def derive(workload: str, result: dict, peak_gflops: float) -> None:
     result["gflops"] = flops / per_epoch_s / 1e9
     result["fraction_of_peak"] = result["gflops"] / peak_gflops
     result["overhead_ms_per_epoch"] = (per_epoch_s - flops / (peak_gflops * 1e9)) * 1000.0
+    ends = result.get("epoch_end_s") or []
+    if len(ends) >= 3:
+        # The first epoch includes compiling (tf.function tracing, XLA); the steady epochs
+        # after it show what each further epoch costs.
+        steady_s = float(np.median(np.diff(ends)))
+        result["first_epoch_s"] = ends[0]
+        result["steady_epoch_ms"] = steady_s * 1000.0
+        result["steady_gflops"] = flops / steady_s / 1e9
+        result["steady_fraction_of_peak"] = result["steady_gflops"] / peak_gflops
+        result["steady_overhead_ms_per_epoch"] = (
+            steady_s - flops / (peak_gflops * 1e9)
+        ) * 1000.0
 
 
 def add_ratios(results: dict) -> None:
@@ -378,31 +395,34 @@ def check_targets(results: dict) -> list[dict]:
                 "fit_ratio",
                 0.5,
             )
+    # Per epoch: the steady epochs (median after the first); compiling, a one-off cost, is in
+    # the fit times above and in the first-epoch column.
     add(
-        "ionosphere overhead per epoch on JAX <= 1 ms",
+        "ionosphere overhead per epoch on JAX <= 1 ms (steady epochs)",
         "ionosphere_4x4",
         "dlstructured-jax",
-        "overhead_ms_per_epoch",
+        "steady_overhead_ms_per_epoch",
         1.0,
     )
     add(
-        "red wine 512x3 on JAX >= 60% of matmul peak",
+        "red wine 512x3 on JAX >= 60% of matmul peak (steady epochs)",
         "redwine_512x3",
         "dlstructured-jax",
-        "fraction_of_peak",
+        "steady_fraction_of_peak",
         0.6,
         at_most=False,
     )
     for side in ("dlstructured-jax", "dlstructured-tensorflow"):
-        add("one-row prediction median <= 2 ms", "inference", side, "single_row_median_ms", 2.0)
-        add(
-            "100,000 rows >= 500,000 rows/s",
-            "inference",
-            side,
-            "bulk_rows_per_s",
-            500_000,
-            at_most=False,
-        )
+        for workload in ("inference", "inference_ionosphere"):
+            add("one-row prediction median <= 2 ms", workload, side, "single_row_median_ms", 2.0)
+            add(
+                "100,000 rows >= 500,000 rows/s",
+                workload,
+                side,
+                "bulk_rows_per_s",
+                500_000,
+                at_most=False,
+            )
         if "memory_1m" in results:
             budget = results["memory_1m"].get(side, {}).get("budget_mib")
             if budget is not None:
@@ -449,9 +469,11 @@ def table_rows(results: dict) -> dict[str, tuple[list[str], list[list[str]]]]:
         "val metric",
         "samples/s",
         "ms/epoch",
-        "overhead ms/ep",
-        "GFLOP/s",
-        "% peak",
+        "1st epoch s",
+        "steady ms/ep",
+        "steady overhead ms/ep",
+        "steady GFLOP/s",
+        "steady % peak",
         "RSS MiB",
     ]
     infer_header = [
@@ -504,12 +526,14 @@ def table_rows(results: dict) -> dict[str, tuple[list[str], list[list[str]]]]:
                         f"{name} {_fmt(metric, '.3f')} (best {best})",
                         _fmt(r.get("samples_per_s"), ",.0f"),
                         _fmt(r.get("epoch_ms"), ".1f"),
-                        _fmt(r.get("overhead_ms_per_epoch"), ".1f"),
-                        _fmt(r.get("gflops"), ".1f"),
+                        _fmt(r.get("first_epoch_s"), ".2f"),
+                        _fmt(r.get("steady_epoch_ms"), ".1f"),
+                        _fmt(r.get("steady_overhead_ms_per_epoch"), ".2f"),
+                        _fmt(r.get("steady_gflops"), ".1f"),
                         _fmt(
                             None
-                            if r.get("fraction_of_peak") is None
-                            else 100 * r["fraction_of_peak"],
+                            if r.get("steady_fraction_of_peak") is None
+                            else 100 * r["steady_fraction_of_peak"],
                             ".0f",
                         ),
                         _fmt(r.get("peak_rss_mib"), ".0f"),
@@ -621,7 +645,8 @@ def parse_args(argv: list[str] | None):
         description="Benchmark dlstructured against the course's plain-Keras recipe.",
         epilog="Fit time: the fit/train call; process: the whole worker process. GFLOP/s count "
         "Dense layers only (2*in*out per sample forward, 3x for training, +1x validation). "
-        "Overhead per epoch = epoch time - epoch FLOPs at the numpy matmul peak.",
+        "Overhead per epoch = epoch time - epoch FLOPs at the numpy matmul peak. Steady: the "
+        "median epoch after the first (which includes compiling).",
     )
     parser.add_argument(
         "--data-dir",
