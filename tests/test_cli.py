@@ -216,6 +216,38 @@ def test_jax_backend_never_imports_tensorflow(tmp_path: Path) -> None:
 
 
 @backend_independent
+def test_keras_loads_without_its_optional_extras_and_they_still_import_later(tmp_path):
+    # Keras imports scikit-learn and matplotlib when they are installed; the command line hides
+    # them while Keras loads (seconds of start-up), and imports them later as usual: the
+    # learning-curve plot is drawn and scikit-learn's data load.
+    regression_frame().to_csv(tmp_path / "t.csv", index=False)
+    script = (
+        "import sys\n"
+        "from dlstructured import cli\n"
+        "cli._import_keras_without_extras()\n"
+        "print('extras with keras:', sorted(m for m in ('sklearn', 'matplotlib') if m in "
+        "sys.modules), 'keras' in sys.modules)\n"
+        "code = cli.main(['train', 't.csv', '--target', 'y', '--out', 'run', '--quiet',"
+        " '--epochs', '1', '--hidden', '4'])\n"
+        "from dlstructured.datasets import load_diabetes\n"
+        "print('diabetes rows:', len(load_diabetes()))\n"
+        "sys.exit(code)\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=_env(KERAS_BACKEND="jax"),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "extras with keras: [] True" in completed.stdout
+    assert "diabetes rows: 442" in completed.stdout
+    assert (tmp_path / "run" / "learning_curves.png").stat().st_size > 1000
+
+
+@backend_independent
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

@@ -363,6 +363,40 @@ class _KeepTensorFlowOut(importlib.abc.MetaPathFinder):
         return None
 
 
+class _RefuseModules(importlib.abc.MetaPathFinder):
+    """Refuse to import the given top-level packages (and their submodules)."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = tuple(names)
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name.split(".", 1)[0] in self.names:
+            raise ModuleNotFoundError(f"{name!r} is not imported while Keras loads", name=name)
+        return None
+
+
+# Keras imports these on start-up when they are installed, for its scikit-learn wrappers and an
+# image-gallery plot, neither of which the command line uses: about 2 s of a command's start.
+_KERAS_EXTRAS = ("sklearn", "matplotlib")
+
+
+def _import_keras_without_extras() -> None:
+    """Import Keras with scikit-learn and matplotlib looking absent to it.
+
+    Keras guards both imports, so it loads as it does without them. The command imports them
+    itself afterwards where it needs them (demo data, plots), as usual: only the import of Keras
+    is affected.
+    """
+    if "keras" in sys.modules:
+        return
+    finder = _RefuseModules([name for name in _KERAS_EXTRAS if name not in sys.modules])
+    sys.meta_path.insert(0, finder)
+    try:
+        import keras  # noqa: F401
+    finally:
+        sys.meta_path.remove(finder)
+
+
 @contextlib.contextmanager
 def _keras_backend(requested: str | None) -> Iterator[str]:
     """Select the Keras backend for this command, before Keras is imported.
@@ -393,6 +427,7 @@ def _keras_backend(requested: str | None) -> Iterator[str]:
         blocker = _KeepTensorFlowOut()
         sys.meta_path.insert(0, blocker)
     try:
+        _import_keras_without_extras()
         yield name
     finally:
         if blocker is not None:
