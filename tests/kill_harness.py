@@ -67,6 +67,9 @@ def _child(folder: Path, ready_fd: int, result_path: Path | None, handle_sigterm
     """Train into ``folder`` (resuming if it holds a checkpoint); never returns."""
     status = 1
     try:
+        # Python's own Ctrl-C handler, even where the harness was started with SIGINT ignored
+        # (as a non-interactive shell starts background jobs).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         if handle_sigterm:
             def interrupt(signum, frame):
                 raise KeyboardInterrupt(f"signal {signum}")
