@@ -73,6 +73,18 @@ def wine_csv(tmp_path: Path) -> Path:
     return path
 
 
+def _run_python(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    """Run ``python -c script`` with the source tree on the path and ``env`` added."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=cwd,
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
+
 def one_error_line(completed: subprocess.CompletedProcess) -> str:
     lines = [line for line in completed.stderr.splitlines() if line.strip()]
     assert completed.returncode == 2, completed.stderr
@@ -198,21 +210,19 @@ def test_jax_backend_never_imports_tensorflow(tmp_path: Path) -> None:
         "code = code or main(['predict', 'run/model.keras', 't.csv', '--out', 'p.csv'])\n"
         "print('tensorflow imported:', 'tensorflow' in sys.modules)\n"
         "import keras\n"
+        "from keras.src.wrappers import fixes\n"
         "print('backend:', keras.backend.backend())\n"
+        "print('keras saw scikit-learn:', fixes.sklearn is not None)\n"
         "sys.exit(code)\n"
     )
     # KERAS_BACKEND=tensorflow in the environment: the command line still defaults to JAX.
-    completed = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        env=_env(KERAS_BACKEND="tensorflow"),
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    completed = _run_python(script, tmp_path, KERAS_BACKEND="tensorflow")
     assert completed.returncode == 0, completed.stderr
     assert "tensorflow imported: False" in completed.stdout
     assert "backend: jax" in completed.stdout
+    # Called inside a program, the command imports Keras as that program would: with its
+    # scikit-learn extras (only the `dlstructured` program itself leaves them out).
+    assert "keras saw scikit-learn: True" in completed.stdout
 
 
 @backend_independent
@@ -233,14 +243,7 @@ def test_keras_loads_without_its_optional_extras_and_they_still_import_later(tmp
         "print('diabetes rows:', len(load_diabetes()))\n"
         "sys.exit(code)\n"
     )
-    completed = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        env=_env(KERAS_BACKEND="jax"),
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    completed = _run_python(script, tmp_path, KERAS_BACKEND="jax")
     assert completed.returncode == 0, completed.stderr
     assert "extras with keras: [] True" in completed.stdout
     assert "diabetes rows: 442" in completed.stdout

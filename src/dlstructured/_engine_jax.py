@@ -186,7 +186,7 @@ class _EpochProgram:
         The mask is ``None`` when nothing is padded (and on the exact path).
         """
         padding = self.padded_valid_rows - len(x)
-        if self.padded_valid_rows == len(x) or not self.rescale:
+        if not padding:
             return (_device(x), _device(y), _device(weights), None)
 
         def pad(array):

@@ -75,10 +75,13 @@ def _jax_inference(model: Any) -> Any:
 
             reference = weakref.ref(model)  # the cache must not keep the model alive
 
+            from dlstructured._engine_jax import _training_kwargs
+
             def infer(trainable, non_trainable, batch):
                 network = reference()
-                kwargs = {"training": False} if network._call_has_training_arg else {}
-                outputs, _ = network.stateless_call(trainable, non_trainable, batch, **kwargs)
+                outputs, _ = network.stateless_call(
+                    trainable, non_trainable, batch, **_training_kwargs(network, False)
+                )
                 return outputs
 
             function = _JAX_INFERENCE[model] = jax.jit(infer)

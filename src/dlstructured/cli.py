@@ -398,12 +398,14 @@ def _import_keras_without_extras() -> None:
 
 
 @contextlib.contextmanager
-def _keras_backend(requested: str | None) -> Iterator[str]:
+def _keras_backend(requested: str | None, *, hide_extras: bool = False) -> Iterator[str]:
     """Select the Keras backend for this command, before Keras is imported.
 
     The environment variable is restored afterwards, so calling :func:`main` inside another
     program leaves that program's environment as it was. On JAX, TensorFlow imports are refused
-    while the command runs (see :class:`_KeepTensorFlowOut`).
+    while the command runs (see :class:`_KeepTensorFlowOut`). With ``hide_extras`` (only when the
+    command is the whole process: Keras keeps what it saw at import for the rest of the process),
+    Keras is imported without its optional extras (see :func:`_import_keras_without_extras`).
     """
     if "keras" in sys.modules:  # main() called inside a program that already imported Keras
         import keras
@@ -427,7 +429,8 @@ def _keras_backend(requested: str | None) -> Iterator[str]:
         blocker = _KeepTensorFlowOut()
         sys.meta_path.insert(0, blocker)
     try:
-        _import_keras_without_extras()
+        if hide_extras:
+            _import_keras_without_extras()
         yield name
     finally:
         if blocker is not None:
@@ -547,12 +550,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     2
     """
     parser = build_parser()
+    argv_given = argv
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(argv)
     except UsageError as error:
         _Console(quiet=False, debug=False).error(str(error))
         return EXIT_USAGE
+    # `main()` with no arguments is the `dlstructured` program itself; with a list it may be a
+    # call inside someone else's program, whose modules it must leave as they would be.
+    args.whole_process = argv_given is None
     console = _Console(quiet=args.quiet, debug=args.debug)
     try:
         with _sigterm_raises_interrupt(), _warnings_as_notices(console):
@@ -645,7 +652,7 @@ def _cmd_train(args: argparse.Namespace, console: _Console) -> int:
     frame = _read_data(data_path, console)
     _require_columns(frame, data_path, target=target, group_by=options["group_by"])
     _check_output_dir(out)
-    with _keras_backend(backend_name) as backend:
+    with _keras_backend(backend_name, hide_extras=args.whole_process) as backend:
         if not args.resume:
             _write_run_file(out, data=data_path, target=target, options=options, backend=backend)
         outcome = _train_and_write(
@@ -1050,7 +1057,7 @@ def _cmd_predict(args: argparse.Namespace, console: _Console) -> int:
     import pandas as pd
 
     frame = _read_data(args.data, console)
-    with _keras_backend(args.backend):
+    with _keras_backend(args.backend, hide_extras=args.whole_process):
         model = _load(args.model)
         task = getattr(model, "task", None)
         if args.proba and task not in ("binary", "multiclass"):
@@ -1106,7 +1113,7 @@ def _write_csv_atomically(frame: Any, path: Path) -> None:
 def _cmd_evaluate(args: argparse.Namespace, console: _Console) -> int:
     frame = _read_data(args.data, console)
     _require_columns(frame, args.data, target=args.target)
-    with _keras_backend(args.backend):
+    with _keras_backend(args.backend, hide_extras=args.whole_process):
         model = _load(args.model)
         trained_on = _model_target(model)
         if trained_on is not None and trained_on != args.target:
@@ -1162,7 +1169,7 @@ def _cmd_demo(args: argparse.Namespace, console: _Console) -> int:
         ("breast_cancer", load_breast_cancer, "diagnosis", "a sigmoid classifier (binary)"),
     ]
     status = EXIT_OK
-    with _keras_backend(args.backend) as backend:
+    with _keras_backend(args.backend, hide_extras=args.whole_process) as backend:
         for name, load, target, what in jobs:
             console.result(f"\n== {name}: {what}, target {target!r}")
             outcome = _train_and_write(
