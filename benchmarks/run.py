@@ -272,6 +272,8 @@ def run_cli(workload: str, args, folder: Path) -> dict:
             result["note"] = "the command line puts batch norm before dropout; the course after"
     if spec.input_batch_norm:
         command.append("--input-batch-norm")
+    if spec.task == "binary":
+        command += ["--metrics", "binary_accuracy"]  # the course's metrics (COURSE_METRICS)
     log_path = folder / f"{workload}-cli.log"
     result.update(_launch(command, _environment(None), log_path, args.timeout))
     result["data_source"] = source

@@ -250,6 +250,26 @@ def test_keras_loads_without_its_optional_extras_and_they_still_import_later(tmp
     assert (tmp_path / "run" / "learning_curves.png").stat().st_size > 1000
 
 
+def test_chosen_metrics_are_what_the_run_reports(tmp_path: Path) -> None:
+    binary_frame().to_csv(tmp_path / "ion.csv", index=False)
+    common = ("--target", "Class", "--quiet", "--backend", BACKEND, *TINY)
+    trained = run_cli(
+        "train", "ion.csv", "--metrics", "binary_accuracy", "--out", "one", *common, cwd=tmp_path
+    )
+    assert trained.returncode == 0, trained.stderr
+    summary = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    assert sorted(summary["final"]) == [
+        "binary_accuracy", "loss", "val_binary_accuracy", "val_loss"
+    ]
+    assert json.loads((tmp_path / "one" / "run.json").read_text())["options"]["metrics"] == [
+        "binary_accuracy"
+    ]
+    bare = run_cli("train", "ion.csv", "--metrics", "none", "--out", "two", *common, cwd=tmp_path)
+    assert bare.returncode == 0, bare.stderr
+    summary = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert sorted(summary["final"]) == ["loss", "val_loss"]
+
+
 @backend_independent
 @pytest.mark.parametrize(
     ("args", "expected"),
@@ -265,6 +285,9 @@ def test_keras_loads_without_its_optional_extras_and_they_still_import_later(tmp
         (["train", "t.csv", "--target", "y", "--model", "huge"], "argument --model"),
         (["train", "t.csv", "--target", "y", "--valid-fraction", "1"], "--valid-fraction"),
         (["train", "t.csv"], "--target"),
+        (["train", "t.csv", "--target", "y", "--metrics", "mae,"], "argument --metrics"),
+        (["train", "t.csv", "--target", "y", "--metrics", "accuracy"], "bad --metrics"),
+        (["train", "t.csv", "--target", "y", "--metrics", "wiggle"], "'wiggle'"),
         (["predict", "missing.keras", "t.csv"], "no model file"),
         (["predict", "fake.keras", "t.csv"], "cannot load the model"),
     ],

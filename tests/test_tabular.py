@@ -105,6 +105,15 @@ def test_regression_predicts_in_original_units(regression):
     np.testing.assert_allclose(model.predict(frame.loc[data.valid_index]), expected, rtol=1e-5)
 
 
+def test_one_row_predicts_what_the_same_row_gets_in_a_batch(regression):
+    # On JAX one row runs unpadded and 2-16 rows in a padded batch: two compiled shapes.
+    frame, _, model = regression
+    batched = model.predict(frame.iloc[:5])
+    alone = [model.predict(frame.iloc[[i]])[0] for i in range(5)]
+    np.testing.assert_allclose(alone, batched, rtol=1e-5)
+    assert model.predict(frame.iloc[0].to_dict()).shape == (1,)
+
+
 def test_regression_evaluate_reports_original_units(regression):
     frame, data, model = regression
     valid = frame.loc[data.valid_index]

@@ -257,6 +257,69 @@ def test_sample_and_class_weights(rng):
     assert zero.history["loss"].abs().max() == pytest.approx(0.0, abs=1e-7)
 
 
+ENGINES_HERE = ["keras"] + (["jax"] if keras.backend.backend() == "jax" else [])
+
+
+@pytest.mark.parametrize("engine", ENGINES_HERE)
+def test_chosen_metrics_are_the_history_columns_and_measure_the_model(rng, engine):
+    x = rng.normal(size=(120, 2)).astype("float32")
+    y = (x[:, 0] - x[:, 1] > 0).astype("float32")
+    x_valid = rng.normal(size=(50, 2)).astype("float32")
+    y_valid = (x_valid[:, 0] - x_valid[:, 1] > 0).astype("float32")
+    result = train(
+        binary_classifier(2, hidden_units=(4,), seed=0),
+        x,
+        y,
+        validation_data=(x_valid, y_valid),
+        metrics=["binary_accuracy", "mse"],
+        epochs=3,
+        batch_size=32,
+        early_stopping=False,
+        seed=0,
+        engine=engine,
+    )
+    assert sorted(result.history.columns) == sorted(
+        ["loss", "binary_accuracy", "mse", "val_loss", "val_binary_accuracy", "val_mse"]
+    )
+    # Validation metrics are measured on the final weights: recompute them from predictions.
+    probability = result.model.predict(x_valid, verbose=0)[:, 0]
+    final = result.final_metrics
+    assert final["val_binary_accuracy"] == pytest.approx(
+        np.mean((probability > 0.5) == y_valid), abs=1e-6
+    )
+    assert final["val_mse"] == pytest.approx(np.mean((probability - y_valid) ** 2), rel=1e-4)
+
+
+@pytest.mark.parametrize("engine", ENGINES_HERE)
+def test_no_metrics_leaves_the_loss_alone_and_accuracy_follows_the_task(rng, engine):
+    x = rng.normal(size=(60, 2)).astype("float32")
+    y = (x[:, 0] > 0).astype("float32")
+    kwargs = dict(epochs=2, early_stopping=False, seed=0, valid_fraction=0.25, engine=engine)
+    bare = train(binary_classifier(2, hidden_units=(4,), seed=0), x, y, metrics=[], **kwargs)
+    assert list(bare.history.columns) in (["loss", "val_loss"], ["val_loss", "loss"])
+    model = binary_classifier(2, hidden_units=(4,), seed=0)
+    named = train(model, x, y, metrics=["accuracy"], **kwargs)
+    assert "val_accuracy" in named.history.columns
+    # "accuracy" is binary accuracy here: thresholded probabilities, not exact equality.
+    assert 0.0 < named.final_metrics["accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    "metrics, error, match",
+    [
+        ("mae", TypeError, "must be a list"),
+        (["no_such_metric"], ValueError, "no_such_metric"),
+        (["mae", "mae"], ValueError, "repeated"),
+        (["accuracy"], ValueError, "classification task"),
+        ([3], ValueError, "3 \\(int\\)"),
+    ],
+)
+def test_bad_metrics_name_the_problem(line, metrics, error, match):
+    x, y = line
+    with pytest.raises(error, match=match):
+        train(linear_unit(1), x, y, metrics=metrics, epochs=1)
+
+
 def test_task_precedence_explicit_wins_over_output_activation(rng):
     x = rng.normal(size=(40, 2)).astype("float32")
     y = (x[:, 0] > 0).astype("float32")

@@ -86,7 +86,7 @@ def fit(
         epochs=epochs,
         initial_epoch=initial_epoch,
         validation_data=validation_data,
-                callbacks=list(callbacks.callbacks),
+        callbacks=list(callbacks.callbacks),
         shuffle=False,
         verbose=0,
         **extra,

@@ -138,6 +138,18 @@ def _hidden_units(text: str) -> tuple[int, ...]:
     return units
 
 
+def _metric_names(text: str) -> list[str]:
+    if text.strip().lower() == "none":
+        return []
+    names = [part.strip() for part in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated Keras metric names such as binary_accuracy,auc (or "
+            f"none), got {text!r}"
+        )
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``dlstructured`` command.
 
@@ -300,6 +312,15 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_LEARNING_RATE,
         metavar="RATE",
         help=f"Adam's learning rate (default: {DEFAULT_LEARNING_RATE:g})",
+    )
+    fit.add_argument(
+        "--metrics",
+        type=_metric_names,
+        default=None,
+        metavar="NAMES",
+        help="metrics to report besides the loss, comma-separated Keras names such as "
+        "binary_accuracy,auc or mae, or none (default: the task's: mae; binary_accuracy,auc; "
+        "accuracy); AUC costs a share of every step",
     )
     fit.add_argument(
         "--patience",
@@ -731,6 +752,7 @@ def _training_options(args: argparse.Namespace) -> dict[str, Any]:
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
         "patience": args.patience,
+        "metrics": args.metrics,
         "valid_fraction": args.valid_fraction,
         "stratify": args.stratify,
         "group_by": args.group_by,
@@ -794,8 +816,12 @@ def _train_and_write(
     resume: bool = False,
 ) -> int:
     import dlstructured
+    from dlstructured.tasks import as_metric_objects
 
     data = _prepare(frame, target, options)
+    metrics = options.get("metrics")  # absent from runs started before --metrics existed
+    with _user_input("bad --metrics"):
+        as_metric_objects(metrics, data.task)
     model = _build(data, options)
     if resume:
         from dlstructured.checkpoints import read_checkpoint
@@ -830,6 +856,7 @@ def _train_and_write(
             batch_size=options["batch_size"],
             learning_rate=options["learning_rate"],
             early_stopping=patience if patience else False,
+            metrics=metrics,
             callbacks=callbacks,
             verbose=0,
             seed=options["seed"],

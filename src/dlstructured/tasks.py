@@ -117,6 +117,76 @@ def _function_loss(fn: Any) -> Any:
     return FunctionLoss(fn)
 
 
+def _accuracy_for(task: str) -> Any:
+    import keras
+
+    if task == "binary":
+        return keras.metrics.BinaryAccuracy(name="accuracy")
+    if task == "multiclass":
+        return keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    raise ValueError(
+        "`metrics` has 'accuracy', which needs a classification task; for regression use "
+        "'mae', 'mse' or 'rmse'. Received: metrics=[..., 'accuracy', ...] with task='regression'"
+    )
+
+
+def as_metric_objects(metrics: Any, task: str) -> list[Any]:
+    """Fresh Keras metric objects for ``train(metrics=...)``.
+
+    ``None`` gives the task's defaults. Names become metric objects named as written (``"mae"``
+    gives a ``MeanAbsoluteError`` whose history column is ``mae``); ``"accuracy"`` (or ``"acc"``)
+    means the task's accuracy, as in Keras's ``compile``; ``"rmse"`` is root mean squared error.
+    Metric objects pass through; other callables ``fn(y_true, y_pred)`` are averaged over rows.
+
+    Raises:
+        TypeError: If ``metrics`` is not a list or tuple.
+        ValueError: If a name is unknown, or two metrics have the same name.
+    """
+    import keras
+
+    if metrics is None:
+        return get_task(task).make_metrics()
+    if not isinstance(metrics, (list, tuple)):
+        raise TypeError(
+            "`metrics` must be a list of Keras metric names or objects, for example "
+            f"['binary_accuracy'], or [] for none. Received: metrics={metrics!r}"
+        )
+    objects = []
+    for item in metrics:
+        if isinstance(item, keras.metrics.Metric):
+            objects.append(item)
+        elif item in ("accuracy", "acc"):
+            objects.append(_accuracy_for(task))
+        elif item == "rmse":
+            objects.append(keras.metrics.RootMeanSquaredError(name="rmse"))
+        elif isinstance(item, str):
+            try:
+                metric = keras.metrics.get(item)
+            except (ValueError, TypeError) as error:
+                raise ValueError(
+                    "`metrics` must hold Keras metric names ('mae', 'binary_accuracy', 'auc' "
+                    f"...) or objects. Received: {item!r} in metrics={list(metrics)!r}"
+                ) from error
+            objects.append(type(metric).from_config({**metric.get_config(), "name": item}))
+        elif callable(item):
+            name = getattr(item, "__name__", "metric")
+            objects.append(keras.metrics.MeanMetricWrapper(item, name=name))
+        else:
+            raise ValueError(
+                "`metrics` must hold Keras metric names or objects. Received: "
+                f"{item!r} ({type(item).__name__}) in metrics={list(metrics)!r}"
+            )
+    names = [metric.name for metric in objects]
+    repeated = sorted({name for name in names if names.count(name) > 1 or name == "loss"})
+    if repeated:
+        raise ValueError(
+            f"Each metric needs a name of its own, other than 'loss'. Received: metrics with "
+            f"the names {names}; {repeated} repeated or reserved. Give metric objects "
+            "distinct `name=` values."
+        )
+    return objects
+
+
 TASKS: dict[str, TaskPolicy] = {
     "regression": TaskPolicy(
         name="regression",
