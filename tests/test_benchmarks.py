@@ -38,6 +38,7 @@ def test_derive_splits_epoch_time_into_arithmetic_and_overhead():
     assert result["gflops"] == pytest.approx(flops / 0.02 / 1e9)
     assert result["fraction_of_peak"] == pytest.approx(result["gflops"] / 100.0)
     assert result["overhead_ms_per_epoch"] == pytest.approx(20.0 - flops / 100e9 * 1000.0)
+    assert result["fit_s_at_peak"] == pytest.approx(100 * flops / 100e9)
     assert "steady_epoch_ms" not in result  # no epoch times recorded
 
 
@@ -62,6 +63,7 @@ def test_ratios_skip_failed_sides_and_targets_report_verdicts():
             "keras-tensorflow": {"fit_s": 10.0, "process_s": 20.0},
             "dlstructured-jax": {
                 "fit_s": 2.0,
+                "fit_s_at_peak": 0.5,
                 "process_s": 8.0,
                 "overhead_ms_per_epoch": 1.5,
                 "steady_overhead_ms_per_epoch": 0.5,
@@ -73,9 +75,13 @@ def test_ratios_skip_failed_sides_and_targets_report_verdicts():
     run.add_ratios(results)
     jax_side = results["ionosphere_4x4"]["dlstructured-jax"]
     assert jax_side["fit_ratio"] == pytest.approx(0.2)
+    assert jax_side["fit_ratio_at_peak"] == pytest.approx(0.05)  # 0.5 s against plain Keras's 10
     assert jax_side["process_ratio"] == pytest.approx(0.4)
     assert "fit_ratio" not in results["ionosphere_4x4"]["dlstructured-tensorflow"]
-    verdicts = {(t["target"], t["side"]): t["met"] for t in run.check_targets(results)}
+    targets = run.check_targets(results)
+    verdicts = {(t["target"], t["side"]): t["met"] for t in targets}
+    floors = {(t["target"], t["side"]): t["at_peak"] for t in targets}
+    assert floors[("JAX fit time <= 0.25x plain Keras (TF)", "dlstructured-jax")] == 0.05
     assert verdicts[("JAX fit time <= 0.25x plain Keras (TF)", "dlstructured-jax")] is True
     assert jax_side["process_ratio"] == pytest.approx(0.4)
     cli = "`dlstructured train` whole process <= 0.33x plain-Keras script (TF)"
