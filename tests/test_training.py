@@ -376,3 +376,25 @@ def test_plot_draws_loss_and_accuracy_panels(rng):
     fig = result.plot(title="curves")
     assert [axis.get_ylabel() for axis in fig.axes] == ["loss", "accuracy"]
     assert len(fig.axes[0].lines) >= 2
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the tf.data input path")
+def test_tensorflow_input_pipeline_epochs_are_permutations_and_resume_alike():
+    from dlstructured import _engine_keras
+
+    x = np.arange(10, dtype="float32").reshape(10, 1)
+    y = np.arange(10, dtype="float32")
+
+    def epochs_of(initial_epoch):
+        pipeline = _engine_keras._tensorflow_batches(x, y, None, 4, 7, initial_epoch, 3)
+        # No autotuning thread: destroying its iterator waited for it, seconds at a time.
+        assert pipeline.options().autotune.enabled is False
+        rows = np.concatenate([batch_x.numpy()[:, 0] for batch_x, _ in pipeline]).astype(int)
+        return rows.reshape(-1, 10)
+
+    epochs = epochs_of(0)
+    assert epochs.shape == (3, 10)
+    assert all(sorted(epoch) == list(range(10)) for epoch in epochs)
+    assert len({tuple(epoch) for epoch in epochs}) == 3  # a new order each epoch
+    np.testing.assert_array_equal(epochs_of(1), epochs[1:])  # a resumed run sees the same
+    np.testing.assert_array_equal(epochs_of(0), epochs)  # and so does a second run
