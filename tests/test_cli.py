@@ -428,6 +428,35 @@ def test_interrupted_run_resumes_to_the_full_epoch_count(tmp_path: Path) -> None
     assert len(pd.read_csv(run / "history.csv")) == epochs
 
 
+def test_an_interrupt_python_loses_is_raised_again_at_the_end_of_the_epoch(monkeypatch):
+    # Python raises a signal's KeyboardInterrupt wherever the main thread is; inside a __del__
+    # method it is printed as "Exception ignored" and lost, and training would run on.
+    from dlstructured import cli, linear_unit, train
+    from dlstructured.training import TrainingInterruptedWarning
+
+    lost: list[type] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda info: lost.append(info.exc_type))
+
+    class Collected:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(10_000):  # Python runs the handler here, inside __del__
+                pass
+
+    x = np.linspace(-1, 1, 32, dtype="float32").reshape(-1, 1)
+    before = signal.getsignal(signal.SIGTERM)
+    with cli._sigterm_raises_interrupt():
+        Collected()
+        assert lost == [KeyboardInterrupt]
+        with pytest.warns(TrainingInterruptedWarning):
+            result = train(
+                linear_unit(1, seed=0), x, 2 * x[:, 0], epochs=50, seed=0,
+                callbacks=[cli._interrupt_callback()],
+            )
+    assert result.interrupted and result.epochs_run == 1
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def test_resume_needs_a_folder_started_by_train(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     result = run_cli("train", "--resume", "empty", cwd=tmp_path)

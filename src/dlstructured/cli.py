@@ -463,21 +463,52 @@ def _keras_backend(requested: str | None, *, hide_extras: bool = False) -> Itera
                 os.environ[key] = value
 
 
+# Signals received while the command runs (see _sigterm_raises_interrupt).
+_received_signals: list[int] = []
+
+
 @contextlib.contextmanager
 def _sigterm_raises_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into ``KeyboardInterrupt`` while the command runs (main thread only)."""
+    """Turn SIGTERM into ``KeyboardInterrupt`` while the command runs (main thread only).
+
+    Python delivers the exception wherever the main thread is, and where that is a ``__del__``
+    method or a garbage-collector callback (TensorFlow's iterators have them), it is printed as
+    "Exception ignored" and lost. Every signal is therefore also noted, and the callback of
+    :func:`_interrupt_callback` raises it again at the end of the epoch. Ctrl-C (SIGINT) is
+    handled the same way unless the process was started with SIGINT ignored.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    _received_signals.clear()
 
     def handler(signum: int, frame: Any) -> None:
+        _received_signals.append(signum)
         raise KeyboardInterrupt(f"signal {signum}")
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous_term = signal.signal(signal.SIGTERM, handler)
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int is signal.default_int_handler:
+        signal.signal(signal.SIGINT, handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+        if previous_int is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous_int)
+
+
+def _interrupt_callback() -> Any:
+    """A Keras callback that raises ``KeyboardInterrupt`` at the end of an epoch if a signal
+    arrived during training and its first ``KeyboardInterrupt`` was lost."""
+    import keras
+
+    class InterruptCheck(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            if _received_signals:
+                raise KeyboardInterrupt(f"signal {_received_signals[0]}")
+
+    return InterruptCheck()
 
 
 class _Console:
@@ -837,7 +868,9 @@ def _train_and_write(
     loss_scale = float(getattr(data, "target_unit_scale", 1.0) or 1.0)
     if data.task != "regression":
         loss_scale = 1.0
-    callbacks = [] if console.quiet else [_progress_callback(options["epochs"], loss_scale)]
+    callbacks = [_interrupt_callback()]
+    if not console.quiet:
+        callbacks.append(_progress_callback(options["epochs"], loss_scale))
     console.notice(
         f"training a {options['model']} {data.task} model on {_count(data.x_train)} rows"
         + (f", validating on {_count(data.x_valid)}" if has_validation else "")
