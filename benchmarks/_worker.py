@@ -27,7 +27,7 @@ import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-from _workloads import WORKLOADS, course_split, inference_rows, load  # noqa: E402
+from _workloads import COURSE_METRICS, WORKLOADS, course_split, inference_rows, load  # noqa: E402
 
 SEED = 0
 
@@ -177,12 +177,6 @@ def course_prepare(name: str, frame, target: str):
     y_train = df_train[target]
     y_valid = df_valid[target]
     return X_train, X_valid, y_train, y_valid, (low, high)
-
-
-# The metrics each side reports, so that both do the same work: the course compiles binary
-# classifiers with binary accuracy alone (dlstructured's default adds AUC, which costs a share of
-# every step) and regression with the MAE loss (dlstructured's default MAE metric is the loss).
-COURSE_METRICS = {"regression": None, "binary": ["binary_accuracy"]}
 
 
 def course_compile(model, task: str) -> None:

@@ -64,6 +64,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from _workloads import (  # noqa: E402
+    COURSE_METRICS,
     DEFAULT_WORKLOADS,
     WORKLOADS,
     dense_forward_flops,
@@ -276,8 +277,8 @@ def run_cli(workload: str, args, folder: Path) -> dict:
             result["note"] = "the command line puts batch norm before dropout; the course after"
     if spec.input_batch_norm:
         command.append("--input-batch-norm")
-    if spec.task == "binary":
-        command += ["--metrics", "binary_accuracy"]  # the course's metrics (COURSE_METRICS)
+    if COURSE_METRICS[spec.task] is not None:
+        command += ["--metrics", ",".join(COURSE_METRICS[spec.task])]
     log_path = folder / f"{workload}-cli.log"
     result.update(_launch(command, _environment(None), log_path, args.timeout))
     result["data_source"] = source

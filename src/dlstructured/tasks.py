@@ -167,7 +167,11 @@ def as_metric_objects(metrics: Any, task: str) -> list[Any]:
                     "`metrics` must hold Keras metric names ('mae', 'binary_accuracy', 'auc' "
                     f"...) or objects. Received: {item!r} in metrics={list(metrics)!r}"
                 ) from error
-            objects.append(type(metric).from_config({**metric.get_config(), "name": item}))
+            if isinstance(metric, keras.metrics.Metric):
+                metric = type(metric).from_config({**metric.get_config(), "name": item})
+            else:  # a metric function
+                metric = keras.metrics.MeanMetricWrapper(metric, name=item)
+            objects.append(metric)
         elif callable(item):
             name = getattr(item, "__name__", "metric")
             objects.append(keras.metrics.MeanMetricWrapper(item, name=name))
