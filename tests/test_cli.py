@@ -31,6 +31,7 @@ def _env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env.pop("KERAS_BACKEND", None)
+    env["PYTHONFAULTHANDLER"] = "1"  # a crash of the command prints its Python stack
     env.update(extra)
     return env
 
@@ -455,6 +456,37 @@ def test_an_interrupt_python_loses_is_raised_again_at_the_end_of_the_epoch(monke
             )
     assert result.interrupted and result.epochs_run == 1
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.parametrize(("signals", "epochs_run"), [(1, 3), (2, 2)])
+def test_during_training_one_signal_stops_at_the_epoch_end_and_a_second_at_once(
+    signals, epochs_run, capfd
+):
+    # A KeyboardInterrupt raised wherever the backend's code is could leave it inconsistent;
+    # the first signal only asks training to stop when the epoch is over.
+    import keras
+
+    from dlstructured import cli, linear_unit, train
+    from dlstructured.training import TrainingInterruptedWarning
+
+    class SignalsInEpoch3(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                for _ in range(signals):
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    for _ in range(10_000):  # Python runs the handler here
+                        pass
+
+    x = np.linspace(-1, 1, 32, dtype="float32").reshape(-1, 1)
+    with cli._sigterm_raises_interrupt(), cli._interrupts_at_epoch_end(quiet=False):
+        with pytest.warns(TrainingInterruptedWarning):
+            result = train(
+                linear_unit(1, seed=0), x, 2 * x[:, 0], epochs=50, seed=0,
+                callbacks=[SignalsInEpoch3(), cli._interrupt_callback()],
+            )
+    assert result.interrupted and result.epochs_run == epochs_run
+    assert result.interrupted_epoch == 3
+    assert "stopping at the end of this epoch" in capfd.readouterr().err
 
 
 def test_resume_needs_a_folder_started_by_train(tmp_path: Path) -> None:

@@ -9,8 +9,9 @@ The command line chooses the Keras backend before Keras is imported (``--backend
 default, the fastest here); with JAX it never imports TensorFlow. Errors in the input print one
 line that says what is wrong and how to fix it, and exit with status 2 (``--debug`` shows the
 traceback). SIGTERM is turned into ``KeyboardInterrupt`` while the command runs, so Ctrl-C and
-``kill`` both end training cleanly: what was trained so far is written, and the exit status is
-130. A diverged run writes what it has, prints advice and exits with status 1.
+``kill`` both end training cleanly at the end of the current epoch (a second signal stops at
+once): what was trained so far is written, and the exit status is 130. A diverged run writes
+what it has, prints advice and exits with status 1.
 """
 
 from __future__ import annotations
@@ -463,27 +464,50 @@ def _keras_backend(requested: str | None, *, hide_extras: bool = False) -> Itera
                 os.environ[key] = value
 
 
-# Signals received while the command runs (see _sigterm_raises_interrupt).
-_received_signals: list[int] = []
+class _Signals:
+    """Signals received while the command runs (see :func:`_sigterm_raises_interrupt`).
+
+    ``at_epoch_end`` is true while training runs: the first signal is then only noted, and
+    :func:`_interrupt_callback` raises ``KeyboardInterrupt`` at the end of the epoch, where
+    Keras's loop and the checkpoint are in a consistent state.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.at_epoch_end = False
+        self.quiet = False
+
+
+_signals = _Signals()
 
 
 @contextlib.contextmanager
 def _sigterm_raises_interrupt() -> Iterator[None]:
     """Turn SIGTERM into ``KeyboardInterrupt`` while the command runs (main thread only).
 
-    Python delivers the exception wherever the main thread is, and where that is a ``__del__``
-    method or a garbage-collector callback (TensorFlow's iterators have them), it is printed as
-    "Exception ignored" and lost. Every signal is therefore also noted, and the callback of
-    :func:`_interrupt_callback` raises it again at the end of the epoch. Ctrl-C (SIGINT) is
-    handled the same way unless the process was started with SIGINT ignored.
+    Outside training the exception is raised at once. Python delivers it wherever the main
+    thread is, and where that is a ``__del__`` method or a garbage-collector callback it is
+    printed as "Exception ignored" and lost; every signal is therefore also noted, and
+    :func:`_interrupt_callback` raises it again at the end of the next epoch. During training
+    (:func:`_interrupts_at_epoch_end`) the first signal waits for the end of the epoch instead
+    of unwinding through the backend's own code, and a second one raises at once. Ctrl-C
+    (SIGINT) is handled the same way unless the process was started with SIGINT ignored.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    _received_signals.clear()
+    _signals.received.clear()
+    _signals.at_epoch_end = False
 
     def handler(signum: int, frame: Any) -> None:
-        _received_signals.append(signum)
+        _signals.received.append(signum)
+        if _signals.at_epoch_end and len(_signals.received) == 1:
+            if not _signals.quiet:
+                # os.write, not sys.stderr: the handler may run inside a write to sys.stderr.
+                with contextlib.suppress(OSError):
+                    os.write(2, b"\ndlstructured: stopping at the end of this epoch "
+                                b"(send the signal again to stop at once)\n")
+            return
         raise KeyboardInterrupt(f"signal {signum}")
 
     previous_term = signal.signal(signal.SIGTERM, handler)
@@ -498,15 +522,26 @@ def _sigterm_raises_interrupt() -> Iterator[None]:
             signal.signal(signal.SIGINT, previous_int)
 
 
+@contextlib.contextmanager
+def _interrupts_at_epoch_end(*, quiet: bool) -> Iterator[None]:
+    """While training runs, let the first signal stop it at the end of the epoch."""
+    _signals.at_epoch_end = True
+    _signals.quiet = quiet
+    try:
+        yield
+    finally:
+        _signals.at_epoch_end = False
+
+
 def _interrupt_callback() -> Any:
     """A Keras callback that raises ``KeyboardInterrupt`` at the end of an epoch if a signal
-    arrived during training and its first ``KeyboardInterrupt`` was lost."""
+    arrived during training (or its first ``KeyboardInterrupt`` was lost)."""
     import keras
 
     class InterruptCheck(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            if _received_signals:
-                raise KeyboardInterrupt(f"signal {_received_signals[0]}")
+            if _signals.received:
+                raise KeyboardInterrupt(f"signal {_signals.received[0]}")
 
     return InterruptCheck()
 
@@ -882,20 +917,21 @@ def _train_and_write(
 
         warnings.simplefilter("ignore", TrainingDivergedWarning)
         warnings.simplefilter("ignore", TrainingInterruptedWarning)
-        result = dlstructured.train(
-            model,
-            data,
-            epochs=options["epochs"],
-            batch_size=options["batch_size"],
-            learning_rate=options["learning_rate"],
-            early_stopping=patience if patience else False,
-            metrics=metrics,
-            callbacks=callbacks,
-            verbose=0,
-            seed=options["seed"],
-            checkpoint_dir=out / CHECKPOINT_DIR,
-            resume=resume,
-        )
+        with _interrupts_at_epoch_end(quiet=console.quiet):
+            result = dlstructured.train(
+                model,
+                data,
+                epochs=options["epochs"],
+                batch_size=options["batch_size"],
+                learning_rate=options["learning_rate"],
+                early_stopping=patience if patience else False,
+                metrics=metrics,
+                callbacks=callbacks,
+                verbose=0,
+                seed=options["seed"],
+                checkpoint_dir=out / CHECKPOINT_DIR,
+                resume=resume,
+            )
     summary = _summary(result, data, options, source=source, backend=backend)
     written = write_outputs(out, model=model, result=result, summary=summary)
     console.result(_metrics_table(result))
