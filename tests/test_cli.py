@@ -478,7 +478,8 @@ def test_during_training_one_signal_stops_at_the_epoch_end_and_a_second_at_once(
                         pass
 
     x = np.linspace(-1, 1, 32, dtype="float32").reshape(-1, 1)
-    with cli._sigterm_raises_interrupt(), cli._interrupts_at_epoch_end(quiet=False):
+    deferred = cli._interrupts_deferred("stopping at the end of this epoch", quiet=False)
+    with cli._sigterm_raises_interrupt(), deferred:
         with pytest.warns(TrainingInterruptedWarning):
             result = train(
                 linear_unit(1, seed=0), x, 2 * x[:, 0], epochs=50, seed=0,
@@ -487,6 +488,25 @@ def test_during_training_one_signal_stops_at_the_epoch_end_and_a_second_at_once(
     assert result.interrupted and result.epochs_run == epochs_run
     assert result.interrupted_epoch == 3
     assert "stopping at the end of this epoch" in capfd.readouterr().err
+
+
+def test_a_first_signal_is_only_noted_inside_a_deferred_stretch_and_raises_outside(capfd):
+    from dlstructured import cli
+
+    def signal_self():
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(10_000):  # Python runs the handler here
+            pass
+
+    with cli._sigterm_raises_interrupt():
+        with cli._interrupts_deferred("finishing the output files first", quiet=True):
+            signal_self()  # noted, nothing raised, nothing said (quiet)
+            with pytest.raises(KeyboardInterrupt):
+                signal_self()
+        assert capfd.readouterr().err == ""
+        with pytest.raises(KeyboardInterrupt):
+            signal_self()
+        assert len(cli._signals.received) == 3
 
 
 def test_resume_needs_a_folder_started_by_train(tmp_path: Path) -> None:

@@ -467,15 +467,15 @@ def _keras_backend(requested: str | None, *, hide_extras: bool = False) -> Itera
 class _Signals:
     """Signals received while the command runs (see :func:`_sigterm_raises_interrupt`).
 
-    ``at_epoch_end`` is true while training runs: the first signal is then only noted, and
-    :func:`_interrupt_callback` raises ``KeyboardInterrupt`` at the end of the epoch, where
-    Keras's loop and the checkpoint are in a consistent state.
+    ``notice`` is set while a first signal should only be noted (see :func:`_interrupts_deferred`):
+    while training runs, :func:`_interrupt_callback` raises ``KeyboardInterrupt`` at the end of
+    the epoch, where Keras's loop and the checkpoint are consistent; while the output files are
+    written, the command finishes them.
     """
 
     def __init__(self) -> None:
         self.received: list[int] = []
-        self.at_epoch_end = False
-        self.quiet = False
+        self.notice: bytes | None = None
 
 
 _signals = _Signals()
@@ -485,28 +485,27 @@ _signals = _Signals()
 def _sigterm_raises_interrupt() -> Iterator[None]:
     """Turn SIGTERM into ``KeyboardInterrupt`` while the command runs (main thread only).
 
-    Outside training the exception is raised at once. Python delivers it wherever the main
-    thread is, and where that is a ``__del__`` method or a garbage-collector callback it is
-    printed as "Exception ignored" and lost; every signal is therefore also noted, and
-    :func:`_interrupt_callback` raises it again at the end of the next epoch. During training
-    (:func:`_interrupts_at_epoch_end`) the first signal waits for the end of the epoch instead
-    of unwinding through the backend's own code, and a second one raises at once. Ctrl-C
-    (SIGINT) is handled the same way unless the process was started with SIGINT ignored.
+    Outside the deferred stretches of :func:`_interrupts_deferred` the exception is raised at
+    once. Python delivers it wherever the main thread is, and where that is a ``__del__`` method
+    or a garbage-collector callback it is printed as "Exception ignored" and lost; every signal
+    is therefore also noted, and :func:`_interrupt_callback` raises it again at the end of the
+    next epoch. Inside a deferred stretch the first signal is only noted, so the interrupt does
+    not unwind through the backend's own code; a second one raises at once. Ctrl-C (SIGINT) is
+    handled the same way unless the process was started with SIGINT ignored.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     _signals.received.clear()
-    _signals.at_epoch_end = False
+    _signals.notice = None
 
     def handler(signum: int, frame: Any) -> None:
         _signals.received.append(signum)
-        if _signals.at_epoch_end and len(_signals.received) == 1:
-            if not _signals.quiet:
+        if _signals.notice is not None and len(_signals.received) == 1:
+            if _signals.notice:
                 # os.write, not sys.stderr: the handler may run inside a write to sys.stderr.
                 with contextlib.suppress(OSError):
-                    os.write(2, b"\ndlstructured: stopping at the end of this epoch "
-                                b"(send the signal again to stop at once)\n")
+                    os.write(2, _signals.notice)
             return
         raise KeyboardInterrupt(f"signal {signum}")
 
@@ -523,14 +522,14 @@ def _sigterm_raises_interrupt() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _interrupts_at_epoch_end(*, quiet: bool) -> Iterator[None]:
-    """While training runs, let the first signal stop it at the end of the epoch."""
-    _signals.at_epoch_end = True
-    _signals.quiet = quiet
+def _interrupts_deferred(what_happens: str, *, quiet: bool) -> Iterator[None]:
+    """Let a first signal only be noted (and say ``what_happens`` then); a second raises."""
+    notice = f"\ndlstructured: {what_happens} (send the signal again to stop at once)\n"
+    _signals.notice = b"" if quiet else notice.encode()
     try:
         yield
     finally:
-        _signals.at_epoch_end = False
+        _signals.notice = None
 
 
 def _interrupt_callback() -> Any:
@@ -917,7 +916,7 @@ def _train_and_write(
 
         warnings.simplefilter("ignore", TrainingDivergedWarning)
         warnings.simplefilter("ignore", TrainingInterruptedWarning)
-        with _interrupts_at_epoch_end(quiet=console.quiet):
+        with _interrupts_deferred("stopping at the end of this epoch", quiet=console.quiet):
             result = dlstructured.train(
                 model,
                 data,
@@ -933,7 +932,8 @@ def _train_and_write(
                 resume=resume,
             )
     summary = _summary(result, data, options, source=source, backend=backend)
-    written = write_outputs(out, model=model, result=result, summary=summary)
+    with _interrupts_deferred("finishing the output files first", quiet=console.quiet):
+        written = write_outputs(out, model=model, result=result, summary=summary)
     console.result(_metrics_table(result))
     console.result(f"wrote {', '.join(p.name for p in written)} to {out}")
     if getattr(result, "diverged", False):
