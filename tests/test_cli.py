@@ -429,6 +429,13 @@ def test_interrupted_run_resumes_to_the_full_epoch_count(tmp_path: Path) -> None
     assert len(pd.read_csv(run / "history.csv")) == epochs
 
 
+def _sigterm_self() -> None:
+    """Send SIGTERM to this process and give Python the bytecodes in which it runs the handler."""
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(10_000):
+        pass
+
+
 def test_an_interrupt_python_loses_is_raised_again_at_the_end_of_the_epoch(monkeypatch):
     # Python raises a signal's KeyboardInterrupt wherever the main thread is; inside a __del__
     # method it is printed as "Exception ignored" and lost, and training would run on.
@@ -440,9 +447,7 @@ def test_an_interrupt_python_loses_is_raised_again_at_the_end_of_the_epoch(monke
 
     class Collected:
         def __del__(self):
-            os.kill(os.getpid(), signal.SIGTERM)
-            for _ in range(10_000):  # Python runs the handler here, inside __del__
-                pass
+            _sigterm_self()  # Python runs the handler here, inside __del__
 
     x = np.linspace(-1, 1, 32, dtype="float32").reshape(-1, 1)
     before = signal.getsignal(signal.SIGTERM)
@@ -473,9 +478,7 @@ def test_during_training_one_signal_stops_at_the_epoch_end_and_a_second_at_once(
         def on_epoch_begin(self, epoch, logs=None):
             if epoch == 2:
                 for _ in range(signals):
-                    os.kill(os.getpid(), signal.SIGTERM)
-                    for _ in range(10_000):  # Python runs the handler here
-                        pass
+                    _sigterm_self()
 
     x = np.linspace(-1, 1, 32, dtype="float32").reshape(-1, 1)
     deferred = cli._interrupts_deferred("stopping at the end of this epoch", quiet=False)
@@ -493,19 +496,14 @@ def test_during_training_one_signal_stops_at_the_epoch_end_and_a_second_at_once(
 def test_a_first_signal_is_only_noted_inside_a_deferred_stretch_and_raises_outside(capfd):
     from dlstructured import cli
 
-    def signal_self():
-        os.kill(os.getpid(), signal.SIGTERM)
-        for _ in range(10_000):  # Python runs the handler here
-            pass
-
     with cli._sigterm_raises_interrupt():
         with cli._interrupts_deferred("finishing the output files first", quiet=True):
-            signal_self()  # noted, nothing raised, nothing said (quiet)
+            _sigterm_self()  # noted, nothing raised, nothing said (quiet)
             with pytest.raises(KeyboardInterrupt):
-                signal_self()
+                _sigterm_self()
         assert capfd.readouterr().err == ""
         with pytest.raises(KeyboardInterrupt):
-            signal_self()
+            _sigterm_self()
         assert len(cli._signals.received) == 3
 
 

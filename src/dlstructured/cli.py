@@ -524,7 +524,7 @@ def _sigterm_raises_interrupt() -> Iterator[None]:
 @contextlib.contextmanager
 def _interrupts_deferred(what_happens: str, *, quiet: bool) -> Iterator[None]:
     """Let a first signal only be noted (and say ``what_happens`` then); a second raises."""
-    notice = f"\ndlstructured: {what_happens} (send the signal again to stop at once)\n"
+    notice = f"\ndlstructured: {what_happens} (Ctrl-C or SIGTERM again stops at once)\n"
     _signals.notice = b"" if quiet else notice.encode()
     try:
         yield
