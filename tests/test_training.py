@@ -367,6 +367,30 @@ def test_bad_data_is_refused_clearly(line):
         train(model, pd.DataFrame({"a": ["x"] * 5}), np.zeros(5))
 
 
+@pytest.mark.parametrize(
+    ("codes", "model_classes", "match"),
+    [
+        ([0.0, 1.5, 2.0, 0.0], 3, r"class codes 0, 1, 2.*1\.5"),
+        ([0, -1, 1, 0], 3, r"class codes 0, 1, 2.*-1"),
+        ([0, 1, 2, 3], 3, r"class code 3, but the model has 3 output unit\(s\).*num_classes=4"),
+        ([0, 2, 1, 0], None, r"class code 2, but the model has 1 output unit\(s\)"),
+    ],
+)
+def test_multiclass_targets_must_be_codes_the_model_can_output(codes, model_classes, match):
+    # Out-of-range codes failed deep inside TensorFlow's loss (and silently on JAX); fractions
+    # were truncated to whole codes.
+    x = np.linspace(-1, 1, 16, dtype="float32").reshape(-1, 2)[:4]
+    model = (
+        linear_unit(2) if model_classes is None
+        else multiclass_classifier(2, num_classes=model_classes, hidden_units=(), seed=0)
+    )
+    with pytest.raises(ValueError, match=match):
+        train(model, x, np.array(codes), task="multiclass", epochs=1)
+    with pytest.raises(ValueError, match=r"validation_data\[1\]"):
+        train(model, x, np.zeros(4), task="multiclass", epochs=1,
+              validation_data=(x, np.array(codes)))
+
+
 def test_plot_draws_loss_and_accuracy_panels(rng):
     x = rng.normal(size=(60, 2)).astype("float32")
     y = (x[:, 0] > 0).astype("float32")

@@ -313,7 +313,9 @@ def _as_features(name: str, value: Any) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def _as_targets(name: str, value: Any, task: str, num_rows: int) -> np.ndarray:
+def _as_targets(
+    name: str, value: Any, task: str, num_rows: int, num_classes: int | None = None
+) -> np.ndarray:
     if value is None:
         raise ValueError(f"`{name}` is required when training on arrays. Received: {name}=None")
     if isinstance(value, (pd.Series, pd.DataFrame)):
@@ -333,7 +335,7 @@ def _as_targets(name: str, value: Any, task: str, num_rows: int) -> np.ndarray:
             f"dtype {array.dtype}. Use `dlstructured.prepare` to map labels such as 'good'/'bad'."
         )
     if task == "multiclass":
-        return array.astype("int32")
+        return _as_class_codes(name, array, num_classes)
     array = array.astype("float32")
     if not np.isfinite(array).all():
         raise ValueError(f"`{name}` contains NaN or infinite values.")
@@ -343,6 +345,35 @@ def _as_targets(name: str, value: Any, task: str, num_rows: int) -> np.ndarray:
             f"{np.unique(array)[:5].tolist()}. Map labels with `dlstructured.prepare`."
         )
     return array
+
+
+def _as_class_codes(name: str, array: np.ndarray, num_classes: int | None) -> np.ndarray:
+    """Class codes 0 .. num_classes - 1 as int32; anything else names the fix."""
+    numbers = array.astype("float64")
+    if not (np.isfinite(numbers).all() and (numbers == np.round(numbers)).all()
+            and numbers.min() >= 0):
+        raise ValueError(
+            f"`{name}` must hold class codes 0, 1, 2, ... for a multiclass task. Received values "
+            f"{np.unique(numbers)[:5].tolist()}. Map labels with `dlstructured.prepare`, or pass "
+            "task='regression' for a numeric target."
+        )
+    largest = int(numbers.max())
+    if num_classes is not None and largest >= num_classes:
+        raise ValueError(
+            f"`{name}` holds class code {largest}, but the model has {num_classes} output "
+            f"unit(s), one per class. Build it with num_classes={largest + 1} (or more), or "
+            "check `task`."
+        )
+    return array.astype("int32")
+
+
+def _output_units(network: Any) -> int | None:
+    """The width of a built model's single output, else ``None``."""
+    outputs = getattr(network, "outputs", None)
+    if not outputs or len(outputs) != 1:
+        return None
+    width = outputs[0].shape[-1]
+    return int(width) if width is not None else None
 
 
 def _as_weights(name: str, value: Any) -> np.ndarray:
@@ -620,6 +651,7 @@ def train(
         )
 
     # Data ------------------------------------------------------------------------------
+    classes = _output_units(network)
     unit_scale = 1.0
     validation = None
     if _is_prepared(x):
@@ -631,18 +663,18 @@ def train(
         data = x
         task_name = task or data.task
         x_train = np.ascontiguousarray(data.x_train, dtype="float32")
-        y_train = _as_targets("y", data.y_train, task_name, len(x_train))
+        y_train = _as_targets("y", data.y_train, task_name, len(x_train), classes)
         unit_scale = float(getattr(data, "target_unit_scale", 1.0) or 1.0)
         if data.x_valid is not None and validation_data is None and valid_fraction is None:
             validation = (
                 np.ascontiguousarray(data.x_valid, dtype="float32"),
-                _as_targets("y_valid", data.y_valid, task_name, len(data.x_valid)),
+                _as_targets("y_valid", data.y_valid, task_name, len(data.x_valid), classes),
                 None,
             )
     else:
         task_name = task or _infer_task(network)
         x_train = _as_features("x", x)
-        y_train = _as_targets("y", y, task_name, len(x_train))
+        y_train = _as_targets("y", y, task_name, len(x_train), classes)
     policy = get_task(task_name)
     metric_objects = as_metric_objects(metrics, policy.name)
 
@@ -665,7 +697,9 @@ def train(
                 "(x_valid, y_valid, sample_weight)."
             )
         x_valid = _as_features("validation_data[0]", validation_data[0])
-        y_valid = _as_targets("validation_data[1]", validation_data[1], policy.name, len(x_valid))
+        y_valid = _as_targets(
+            "validation_data[1]", validation_data[1], policy.name, len(x_valid), classes
+        )
         w_valid = None
         if len(validation_data) == 3 and validation_data[2] is not None:
             w_valid = _as_weights("validation_data[2]", validation_data[2])
