@@ -8,7 +8,19 @@ from __future__ import annotations
 
 
 class DLStructuredError(Exception):
-    """Base class of the library's own exceptions."""
+    """Base class of the library's own exceptions.
+
+    Args:
+        *args: The message, as for any exception. Its advice is phrased for a Python caller
+            (``kinds={'age': 'numeric'}``).
+        cli_message: The same message with its advice phrased for the command line
+            (``--kinds age=numeric``), or ``None`` when the message fits both. The command line
+            prints it instead of the message. Defaults to ``None``.
+    """
+
+    def __init__(self, *args: object, cli_message: str | None = None) -> None:
+        super().__init__(*args)
+        self.cli_message = cli_message
 
 
 class DataError(DLStructuredError, ValueError):
@@ -32,7 +44,22 @@ class ColumnTypeError(DLStructuredError, TypeError):
 
 
 class DataWarning(UserWarning):
-    """Base class of the notices dlstructured gives about the data it was handed."""
+    """Base class of the notices dlstructured gives about the data it was handed.
+
+    Args:
+        *args: The message; its advice is phrased for a Python caller.
+        cli_message: The same notice with its advice phrased for the command line, or ``None``
+            when the message fits both. Defaults to ``None``.
+    """
+
+    def __init__(self, *args: object, cli_message: str | None = None) -> None:
+        super().__init__(*args)
+        self.cli_message = cli_message
+
+
+def message_for_command_line(error: BaseException) -> str:
+    """The text of a library error or warning as the command line shows it."""
+    return getattr(error, "cli_message", None) or str(error)
 
 
 class ConstantColumnWarning(DataWarning):
