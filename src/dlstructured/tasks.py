@@ -130,6 +130,50 @@ def _accuracy_for(task: str) -> Any:
     )
 
 
+# Keras metrics by the outputs they read, so a metric that means nothing for a task is refused
+# instead of reporting a number (AUC of a regression is 0.0). Classes and functions by name.
+_BINARY_ONLY = frozenset({
+    "AUC", "BinaryAccuracy", "BinaryCrossentropy", "BinaryIoU", "Precision", "Recall",
+    "PrecisionAtRecall", "RecallAtPrecision", "SensitivityAtSpecificity",
+    "SpecificityAtSensitivity", "TruePositives", "TrueNegatives", "FalsePositives",
+    "FalseNegatives", "F1Score", "FBetaScore", "binary_accuracy", "binary_crossentropy",
+    "binary_focal_crossentropy",
+})
+_MULTICLASS_ONLY = frozenset({
+    "CategoricalAccuracy", "SparseCategoricalAccuracy", "TopKCategoricalAccuracy",
+    "SparseTopKCategoricalAccuracy", "CategoricalCrossentropy", "SparseCategoricalCrossentropy",
+    "categorical_accuracy", "sparse_categorical_accuracy", "top_k_categorical_accuracy",
+    "sparse_top_k_categorical_accuracy", "categorical_crossentropy",
+    "sparse_categorical_crossentropy",
+})
+_REGRESSION_ONLY = frozenset({
+    "MeanAbsoluteError", "MeanSquaredError", "RootMeanSquaredError",
+    "MeanAbsolutePercentageError", "MeanSquaredLogarithmicError", "R2Score", "LogCoshError",
+    "mean_absolute_error", "mean_squared_error", "mean_absolute_percentage_error",
+    "mean_squared_logarithmic_error", "log_cosh",
+})
+# What each task refuses. A binary model's probability against 0/1 labels gives a meaningful
+# mae or mse (the Brier score), so only multiclass refuses the regression metrics.
+_REFUSED = {
+    "regression": (_BINARY_ONLY | _MULTICLASS_ONLY, "a classification"),
+    "binary": (_MULTICLASS_ONLY, "a multiclass"),
+    "multiclass": (_BINARY_ONLY | _REGRESSION_ONLY, "a binary or regression"),
+}
+
+
+def _check_metric_fits(metric: Any, item: Any, task: str) -> None:
+    kind = getattr(metric, "_fn", None) or metric
+    names = {type(metric).__name__, getattr(kind, "__name__", "")}
+    refused, needs = _REFUSED[task]
+    if names & refused:
+        raise ValueError(
+            f"`metrics` has {item!r}, a metric for {needs} task, which means nothing for a "
+            f"{task} model. Leave it out or choose one for {task} (the default is "
+            f"{list(TASKS[task].metric_names)!r}). Received: metrics=[..., {item!r}, ...] with "
+            f"task={task!r}"
+        )
+
+
 def as_metric_objects(metrics: Any, task: str) -> list[Any]:
     """Fresh Keras metric objects for ``train(metrics=...)``.
 
@@ -140,7 +184,8 @@ def as_metric_objects(metrics: Any, task: str) -> list[Any]:
 
     Raises:
         TypeError: If ``metrics`` is not a list or tuple.
-        ValueError: If a name is unknown, or two metrics have the same name.
+        ValueError: If a name is unknown, a Keras metric does not fit ``task`` (``'auc'`` for
+            regression, ``'mae'`` for multiclass ...), or two metrics have the same name.
     """
     import keras
 
@@ -167,6 +212,7 @@ def as_metric_objects(metrics: Any, task: str) -> list[Any]:
                     "`metrics` must hold Keras metric names ('mae', 'binary_accuracy', 'auc' "
                     f"...) or objects. Received: {item!r} in metrics={list(metrics)!r}"
                 ) from error
+            _check_metric_fits(metric, item, task)
             if isinstance(metric, keras.metrics.Metric):
                 metric = type(metric).from_config({**metric.get_config(), "name": item})
             else:  # a metric function
