@@ -98,6 +98,28 @@ def _check_dropout_rates(dropout_rate: Any, depth: int) -> list[float]:
     return [check_rate("dropout_rate", dropout_rate)] * depth
 
 
+#: The most weights a builder creates: 2**31 float32 values are 8 GiB, 32 GiB once training
+#: adds gradients and Adam's two moments, beyond the memory of the machines this library targets.
+MAX_PARAMETERS = 2**31
+
+
+def _check_size(num_features: int, data: Any, hidden_units: Sequence[int], output_units: int):
+    """Refuse, before any weight is allocated, a network with more than ``MAX_PARAMETERS``."""
+    embeddings = list(getattr(data, "embeddings", None) or [])
+    width = num_features + sum(spec.output_dim - 1 for spec in embeddings)
+    total = 0
+    for units in (*hidden_units, output_units):
+        total += width * units + units
+        width = units
+    if total > MAX_PARAMETERS:
+        raise ValueError(
+            f"`hidden_units` asks for a network of about {total:.3g} weights "
+            f"({total * 4 / 2**30:.3g} GiB as float32, before training state) on {num_features} "
+            f"features, more than the {MAX_PARAMETERS:,} this library builds; give narrower "
+            f"layers. Received: hidden_units={tuple(hidden_units)!r}"
+        )
+
+
 def _stack(
     inputs: Any,
     *,
@@ -127,6 +149,8 @@ def _stack(
         output_units = 1
     if data is not None and task == "multiclass":
         output_units = int(data.num_classes)
+
+    _check_size(num_features, data, hidden_units, output_units)
 
     seeds = _layer_seeds(seed, len(hidden_units) + 2)
     model_inputs, x = _features(num_features, data, seeds[-1])
