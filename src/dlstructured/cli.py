@@ -22,6 +22,7 @@ import importlib.abc
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import sys
@@ -33,6 +34,8 @@ import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from dlstructured.errors import DataWarning, message_for_command_line
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -151,6 +154,30 @@ def _metric_names(text: str) -> list[str]:
     return names
 
 
+KIND_CHOICES = ("numeric", "categorical", "datetime", "ignore")  # as dlstructured.prepare's kinds
+
+
+def _kinds(text: str) -> dict[str, str]:
+    kinds = {}
+    for part in text.split(","):
+        column, equals, kind = part.partition("=")
+        column, kind = column.strip(), kind.strip().lower()
+        if not equals or not column or kind not in KIND_CHOICES:
+            raise argparse.ArgumentTypeError(
+                f"expected COL=KIND[,COL=KIND...] with KIND one of {', '.join(KIND_CHOICES)}, "
+                f"got {text!r}"
+            )
+        kinds[column] = kind
+    return kinds
+
+
+def _column_names(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected COL[,COL...], got {text!r}")
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``dlstructured`` command.
 
@@ -176,6 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--quiet", action="store_true", help="print only errors and results")
     common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
+    reading = _Parser(add_help=False)
+    table = reading.add_argument_group("reading the table")
+    table.add_argument(
+        "--sep", metavar="SEP", default=None, help="CSV field separator (default: guessed)"
+    )
+    table.add_argument(
+        "--encoding", metavar="ENC", default=None, help="CSV text encoding (default: utf-8)"
+    )
+
     parser = _Parser(
         prog=PROG,
         description="Train Keras networks on tabular data (CSV or Parquet) and use them.",
@@ -186,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser(
         "train",
-        parents=[common],
+        parents=[common, reading],
         help="train a model on a CSV or Parquet file",
         description="Prepare DATA, train a network to predict --target, and write the model, "
         "metrics.json, history.csv and learning_curves.png to --out.",
@@ -198,7 +234,31 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         default=None,
         help="continue the interrupted run in output folder DIR from its last checkpoint, with "
-        "the data and options it was started with",
+        "the data and options it was started with (options given again must equal the run's; "
+        "a larger --epochs trains on to that many epochs)",
+    )
+    columns = train.add_argument_group("columns")
+    columns.add_argument(
+        "--kinds",
+        type=_kinds,
+        default=None,
+        metavar="COL=KIND",
+        help="override inferred column kinds, comma-separated COL=KIND with KIND one of "
+        "numeric, categorical, datetime, ignore (e.g. zip=categorical,id=ignore)",
+    )
+    columns.add_argument(
+        "--drop",
+        type=_column_names,
+        default=None,
+        metavar="COL",
+        help="comma-separated columns to leave out before preparing the data",
+    )
+    columns.add_argument(
+        "--positive-label",
+        metavar="LABEL",
+        default=None,
+        help="binary target: the label that becomes 1 (matched as text, so 1, 1.0 and true "
+        "also name the numeric or boolean label)",
     )
     _add_training_options(train)
     train.add_argument(
@@ -211,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser(
         "predict",
-        parents=[common],
+        parents=[common, reading],
         help="predict with a trained model",
         description="Write a `prediction` column (original units or labels) for each row of DATA.",
     )
@@ -227,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser(
         "evaluate",
-        parents=[common],
+        parents=[common, reading],
         help="print a trained model's metrics on labelled data",
         description="Print the model's metrics on DATA, which holds the features and --target.",
     )
@@ -574,16 +634,24 @@ def _warnings_as_notices(console: _Console) -> Iterator[None]:
                 warnings.simplefilter("ignore", category)
 
         def show(message: Any, category: Any, filename: str, lineno: int, *rest: Any) -> None:
-            own = f"{os.sep}dlstructured{os.sep}" in str(filename)
+            # The library points a data notice at its caller's line, outside the package, so
+            # the category says whose it is; the file name catches the library's other warnings.
+            ours = issubclass(category, DataWarning)
+            own = ours or f"{os.sep}dlstructured{os.sep}" in str(filename)
             if own or console.debug:
-                console.notice(f"warning: {_one_line(message)}")
+                console.notice(f"warning: {_one_line(message_for_command_line(message))}")
 
         warnings.showwarning = show
         yield
 
 
+# numpy 2 shows its scalars as np.float64(5.217); a command line shows the number.
+_NUMPY_SCALAR = re.compile(r"\bnp\.(?:float|int|uint|bool|str)_?\d*\(([^()]*)\)")
+
+
 def _one_line(message: Any) -> str:
-    return " ".join(str(message).split())
+    text = message_for_command_line(message) if isinstance(message, BaseException) else message
+    return _NUMPY_SCALAR.sub(r"\1", " ".join(str(text).split()))
 
 
 @contextlib.contextmanager
@@ -646,6 +714,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # `main()` with no arguments is the `dlstructured` program itself; with a list it may be a
     # call inside someone else's program, whose modules it must leave as they would be.
     args.whole_process = argv_given is None
+    args.argv = argv
     console = _Console(quiet=args.quiet, debug=args.debug)
     try:
         with _sigterm_raises_interrupt(), _warnings_as_notices(console):
@@ -666,6 +735,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 - the last line of defence of a command line
         if console.debug:
             traceback.print_exc()
+        if _out_of_memory(error):
+            console.error(
+                f"ran out of memory ({type(error).__name__}): the model or a batch does not fit; "
+                "give smaller --hidden widths or a smaller --batch-size"
+            )
+            return EXIT_FAILED
         console.error(
             f"unexpected {type(error).__name__}: {error} (run again with --debug for the "
             "traceback, and please report it)"
@@ -673,20 +748,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def _out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` says that memory ran out (host, or the backend's device memory)."""
+    if isinstance(error, MemoryError):
+        return True
+    text = str(error)
+    return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "OOM when" in text
+
+
 # --------------------------------------------------------------------------------------------
 # Reading data
 # --------------------------------------------------------------------------------------------
 
 
-def _read_data(path: str, console: _Console) -> Any:
-    """Read a CSV or Parquet file, dropping a leading row-number column with a notice."""
+def _read_data(
+    path: str, console: _Console, *, sep: str | None = None, encoding: str | None = None
+) -> Any:
+    """Read a CSV or Parquet file, dropping a leading row-number column with a notice.
+
+    ``sep`` and ``encoding`` (``--sep``, ``--encoding``) reach ``read_table`` only when given.
+    """
     import dlstructured
     from dlstructured.datasets import find_index_column
 
     if Path(path).is_dir():
         raise UsageError(f"{path!r} is a folder; give a CSV or Parquet file")
+    reading = {key: value for key, value in (("sep", sep), ("encoding", encoding)) if value}
     with _user_input(None):
-        frame = dlstructured.read_table(path)
+        if reading and not _read_table_takes(reading):
+            frame = _read_csv_with(path, reading)
+        else:
+            frame = dlstructured.read_table(path, **reading)
     if frame.shape[1] == 0 or frame.shape[0] == 0:
         raise UsageError(f"{path!r} holds no data rows; give a table with a header and rows")
     dropped = find_index_column(frame)
@@ -696,6 +788,30 @@ def _read_data(path: str, console: _Console) -> Any:
             f"dropped the first column {dropped!r} of {path!r}: it only numbers the rows"
         )
     return frame
+
+
+def _read_table_takes(options: dict[str, str]) -> bool:
+    import inspect
+
+    import dlstructured
+
+    parameters = inspect.signature(dlstructured.read_table).parameters
+    return all(name in parameters for name in options)
+
+
+def _read_csv_with(path: str, options: dict[str, str]) -> Any:
+    """Read a CSV with pandas for a ``read_table`` that takes no ``sep``/``encoding`` yet."""
+    import pandas as pd
+
+    flags = " and ".join(f"--{name}" for name in options)
+    if Path(path).suffix.lower() in (".parquet", ".pq"):
+        raise UsageError(f"{flags} apply to CSV files; {path!r} is Parquet: leave them out")
+    if not Path(path).is_file():
+        raise UsageError(f"no file at {path!r}; check the path")
+    try:
+        return pd.read_csv(path, **options, engine="python" if "sep" in options else "c")
+    except (UnicodeDecodeError, LookupError) as error:
+        raise UsageError(f"cannot read {path!r} with {flags}: {error}") from error
 
 
 def _require_columns(frame: Any, path: str, **options: str | None) -> None:
@@ -717,11 +833,13 @@ def _require_columns(frame: Any, path: str, **options: str | None) -> None:
 
 
 def _cmd_train(args: argparse.Namespace, console: _Console) -> int:
+    given = _given_options(args.argv)
     resume = args.resume is not None
     if resume:
         out = Path(args.resume)
         run = _read_run_file(out)
-        data_path, target, options = run["data"], run["target"], run["options"]
+        data_path, target = run["data"], run["target"]
+        options = _check_resume_arguments(args, given, run, out)
         backend_name = args.backend or run.get("backend")
         if not (out / CHECKPOINT_DIR / "checkpoint.json").exists():
             console.notice(f"{out} holds no checkpoint yet: training starts from the beginning")
@@ -734,28 +852,269 @@ def _cmd_train(args: argparse.Namespace, console: _Console) -> int:
         data_path, target = args.data, args.target
         out = Path(args.out) if args.out else Path("runs") / _stem(args.data)
         options = _training_options(args)
+        _check_model_options(options, given)
+        _check_activations_fit(options)
         backend_name = args.backend
-    frame = _read_data(data_path, console)
-    _require_columns(frame, data_path, target=target, group_by=options["group_by"])
     _check_output_dir(out)
-    with _keras_backend(backend_name, hide_extras=args.whole_process) as backend:
-        if not args.resume:
-            _write_run_file(out, data=data_path, target=target, options=options, backend=backend)
-        outcome = _train_and_write(
-            frame,
-            target=target,
-            options=options,
-            out=out,
-            console=console,
-            source=str(data_path),
-            backend=backend,
-            resume=resume,
+    _check_run_keeps_the_data(out, data_path)
+    frame = _read_data(
+        data_path, console, sep=options.get("sep"), encoding=options.get("encoding")
+    )
+    _require_columns(frame, data_path, target=target, group_by=options["group_by"])
+    fingerprint = _fingerprint(data_path, frame)
+    if args.resume:
+        _check_fingerprint(run, fingerprint, data_path, out, console)
+    created = not out.exists()
+    try:
+        with _keras_backend(backend_name, hide_extras=args.whole_process) as backend:
+            if not args.resume or options != run["options"]:
+                _write_run_file(
+                    out,
+                    data=data_path,
+                    target=target,
+                    options=options,
+                    backend=backend,
+                    fingerprint=run.get("fingerprint") if args.resume else fingerprint,
+                )
+            return _train_and_write(
+                frame,
+                target=target,
+                options=options,
+                out=out,
+                console=console,
+                source=str(data_path),
+                backend=backend,
+                resume=resume,
+            )
+    except BaseException:
+        if created:
+            _remove_unless_useful(out)
+        raise
+
+
+def _given_options(argv: Sequence[str]) -> set[str]:
+    """The option names (``dest``) given on the command line, as opposed to left at defaults."""
+    parser = build_parser()
+    parsers = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            parsers.extend(action.choices.values())
+    for each in parsers:
+        for action in each._actions:
+            if action.dest not in ("command", "help", "version"):
+                action.default = argparse.SUPPRESS
+    given = vars(parser.parse_args(list(argv)))
+    return set(given) - {"command", "func"}
+
+
+def _flag(option: str) -> str:
+    return "--" + option.replace("_", "-")
+
+
+def _with(option: str, value: Any) -> str:
+    """How an option's value reads in a sentence: ``with --task binary``, ``without --drop``."""
+    if value is None or value is False:
+        return f"without {_flag(option)}"
+    if value is True:
+        return f"with {_flag(option)}"
+    return f"with {_flag(option)} {_shown(value)}"
+
+
+def _shown(value: Any) -> str:
+    """An option's value as it is written on the command line."""
+    if isinstance(value, dict):
+        return ",".join(f"{key}={item}" for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(item) for item in value) or "none"
+    return str(value)
+
+
+# Options of `train` that only act on hidden layers, so `--model linear` cannot use them.
+_HIDDEN_LAYER_OPTIONS = ("hidden", "activation", "dropout", "batch_norm")
+
+
+def _check_model_options(options: dict[str, Any], given: set[str]) -> None:
+    if options["model"] != "linear":
+        return
+    unused = [
+        _flag(name)
+        for name in _HIDDEN_LAYER_OPTIONS
+        if name in given and not (name == "dropout" and options["dropout"] == 0)
+        and not (name == "batch_norm" and not options["batch_norm"])
+    ]
+    if unused:
+        them = "them" if len(unused) > 1 else "it"
+        raise UsageError(
+            f"--model linear has no hidden layer, so {' and '.join(unused)} would do nothing; "
+            f"leave {them} out, or use --model dense"
         )
-    return outcome
 
 
-def _write_run_file(out: Path, *, data: str, target: str, options: dict, backend: str) -> None:
-    """Record what a run was started with, so ``--resume`` can rebuild the same run."""
+def _check_activations_fit(options: dict[str, Any]) -> None:
+    """Refuse hidden layers whose activations for one batch cannot fit in this machine's memory.
+
+    The builders bound the weights (see ``dlstructured.builders.MAX_PARAMETERS``); one wide
+    layer has few weights but a batch's activations and their gradients grow with the width
+    times ``--batch-size``, 4 bytes each.
+    """
+    if options["model"] == "linear":
+        return
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): leave it to Keras
+        return
+    needed = 2 * 4 * options["batch_size"] * sum(options["hidden"])
+    if needed > memory:
+        raise UsageError(
+            f"--hidden {_shown(options['hidden'])} with --batch-size {options['batch_size']} "
+            f"needs about {needed / 2**30:.3g} GiB for one batch's activations, more than this "
+            f"machine's {memory / 2**30:.3g} GiB; give narrower --hidden layers or a smaller "
+            "--batch-size"
+        )
+
+
+def _check_resume_arguments(
+    args: argparse.Namespace, given: set[str], run: dict, out: Path
+) -> dict[str, Any]:
+    """Refuse what ``train --resume`` was given that differs from the run; return its options.
+
+    Options equal to the run's are accepted; a larger ``--epochs`` extends the run to that many
+    epochs. ``--backend``, ``--quiet`` and ``--debug`` are the command's, not the run's.
+    """
+    where = f"the run in {str(out)!r}"
+    if args.data is not None and not _same_file(args.data, run["data"]):
+        raise UsageError(
+            f"--resume continues {where} on its own data {run['data']!r}, but DATA "
+            f"{args.data!r} was given; leave DATA out, or start a new run without --resume"
+        )
+    if args.target is not None and args.target != run["target"]:
+        raise UsageError(
+            f"--resume: --target {args.target!r} differs from {where}'s --target "
+            f"{run['target']!r}; leave --target out, or start a new run without --resume"
+        )
+    if args.out is not None and not _same_file(args.out, out):
+        raise UsageError(
+            f"--resume writes into {str(out)!r}, but --out {args.out!r} was given; leave --out out"
+        )
+    options = dict(run["options"])
+    wanted = _training_options(args)
+    for name in sorted(given & set(wanted)):
+        ran, asked = options.get(name), wanted[name]
+        if name in ("epochs",) and ran is not None and asked >= ran:
+            options[name] = asked
+        elif asked != ran:
+            raise UsageError(
+                f"--resume: {_with(name, asked)} was given, but {where} was started "
+                f"{_with(name, ran)}; leave {_flag(name)} out to resume the run as it was "
+                "started, or start a new run without --resume"
+            )
+    return options
+
+
+def _same_file(first: str | os.PathLike[str], second: str | os.PathLike[str]) -> bool:
+    """Whether two paths name one file: the same resolved path, or a link to it."""
+    if Path(first).resolve() == Path(second).resolve():
+        return True
+    try:
+        return os.path.samefile(first, second)
+    except OSError:  # one of them does not exist
+        return False
+
+
+# What `train` writes into its output folder (CHECKPOINT_DIR is a folder of its own).
+_RUN_FILES = (RUN_FILE, MODEL_FILE, METRICS_FILE, HISTORY_FILE, PLOT_FILE)
+
+
+def _check_run_keeps_the_data(out: Path, data: str) -> None:
+    """Refuse an output folder where the run's files would replace the data file."""
+    for name in _RUN_FILES:
+        if _same_file(out / name, data):
+            raise UsageError(
+                f"--out {str(out)!r} would overwrite the data file {data!r} with the run's "
+                f"{name}; give another output folder"
+            )
+    checkpoints = (out / CHECKPOINT_DIR).resolve()
+    if checkpoints in Path(data).resolve().parents:
+        raise UsageError(
+            f"the data file {data!r} lies in {str(checkpoints)!r}, which the run rewrites; "
+            "move it, or give another output folder"
+        )
+
+
+def _remove_unless_useful(out: Path) -> None:
+    """Remove an output folder this run created, if it holds nothing a user can use.
+
+    Only the run's own bookkeeping counts as nothing: ``run.json`` and a checkpoint folder
+    without a completed checkpoint. Anything else (a model, a checkpoint, a stranger's file)
+    keeps the folder.
+    """
+    if not out.is_dir():
+        return
+    names = {entry.name for entry in out.iterdir()}
+    if not names <= {RUN_FILE, CHECKPOINT_DIR}:
+        return
+    if (out / CHECKPOINT_DIR / "checkpoint.json").exists():
+        return
+    shutil.rmtree(out, ignore_errors=True)
+
+
+def _fingerprint(path: str, frame: Any) -> dict[str, Any]:
+    """What identifies a data file: its SHA-256, size in bytes, rows and columns."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return {
+        "sha256": digest.hexdigest(),
+        "bytes": os.path.getsize(path),
+        "rows": int(frame.shape[0]),
+        "columns": [str(column) for column in frame.columns],
+    }
+
+
+def _check_fingerprint(
+    run: dict, now: dict[str, Any], data: str, out: Path, console: _Console
+) -> None:
+    before = run.get("fingerprint")
+    if not isinstance(before, dict) or "sha256" not in before:
+        console.notice(
+            f"{out / RUN_FILE} holds no fingerprint of the data (a run started by dlstructured "
+            f"0.1.0), so --resume cannot check that {data!r} is unchanged"
+        )
+        return
+    if before["sha256"] == now["sha256"]:
+        return
+    changes = []
+    if before.get("rows") != now["rows"]:
+        changes.append(f"rows {before.get('rows')} -> {now['rows']}")
+    old_columns, new_columns = before.get("columns") or [], now["columns"]
+    removed = [c for c in old_columns if c not in new_columns]
+    added = [c for c in new_columns if c not in old_columns]
+    if removed:
+        changes.append(f"columns removed: {', '.join(removed)}")
+    if added:
+        changes.append(f"columns added: {', '.join(added)}")
+    if not changes:
+        changes.append("content changed")
+    raise UsageError(
+        f"--resume: the data file {data!r} changed since the run started ({'; '.join(changes)}), "
+        "and the checkpoint was trained on the old data; put the original file back, or start "
+        "a new run without --resume"
+    )
+
+
+def _write_run_file(
+    out: Path,
+    *,
+    data: str,
+    target: str,
+    options: dict,
+    backend: str,
+    fingerprint: dict[str, Any] | None,
+) -> None:
+    """Record what a run was started with, so ``--resume`` can rebuild and check the same run."""
     out.mkdir(parents=True, exist_ok=True)
     record = {
         "data": str(Path(data).resolve()),
@@ -763,6 +1122,8 @@ def _write_run_file(out: Path, *, data: str, target: str, options: dict, backend
         "options": options,
         "backend": backend,
     }
+    if fingerprint is not None:
+        record["fingerprint"] = fingerprint
     handle, temporary = tempfile.mkstemp(prefix=f".{RUN_FILE}.", suffix=".partial", dir=out)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
@@ -822,12 +1183,67 @@ def _training_options(args: argparse.Namespace) -> dict[str, Any]:
         "stratify": args.stratify,
         "group_by": args.group_by,
         "seed": args.seed,
+        "kinds": args.kinds,
+        "drop": args.drop,
+        "positive_label": args.positive_label,
+        "sep": args.sep,
+        "encoding": args.encoding,
     }
 
 
-def _prepare(frame: Any, target: str, options: dict[str, Any]) -> Any:
+def _select_columns(frame: Any, target: str, options: dict[str, Any], source: str) -> Any:
+    """Check ``--kinds`` and ``--drop`` against the table and leave the dropped columns out."""
+    kinds = options.get("kinds") or {}
+    drop = options.get("drop") or []
+    for flag, names in (("kinds", list(kinds)), ("drop", drop)):
+        for name in names:
+            if name == target:
+                raise UsageError(
+                    f"--{flag} names the target column {target!r}; leave it out of --{flag}"
+                )
+            _require_columns(frame, source, **{flag: name})
+    return frame.drop(columns=drop) if drop else frame
+
+
+def _positive_label(frame: Any, target: str, text: str | None) -> Any:
+    """The target's label that ``--positive-label`` names, matched as text.
+
+    The label is compared as written first (``yes`` names ``"yes"``), then as the number or
+    boolean it spells (``1`` and ``1.0`` name ``1``; ``true`` names ``True``).
+    """
+    if text is None:
+        return None
+    labels = list(frame[target].dropna().unique())
+    for label in labels:
+        if str(label) == text:
+            return label.item() if hasattr(label, "item") else label
+    for label in labels:
+        if _spells(text, label):
+            return label.item() if hasattr(label, "item") else label
+    shown = ", ".join(str(label) for label in labels[:10])
+    raise UsageError(
+        f"--positive-label {text!r} is not a label of the target {target!r}; its labels: {shown}"
+    )
+
+
+def _spells(text: str, label: Any) -> bool:
+    import numpy as np
+
+    if isinstance(label, (bool, np.bool_)):
+        return text.strip().lower() == str(bool(label)).lower()
+    if isinstance(label, (int, float, np.integer, np.floating)):
+        try:
+            return float(text) == float(label)
+        except ValueError:
+            return False
+    return False
+
+
+def _prepare(frame: Any, target: str, options: dict[str, Any], source: str) -> Any:
     import dlstructured
 
+    frame = _select_columns(frame, target, options, source)
+    positive_label = _positive_label(frame, target, options.get("positive_label"))
     split = "random"
     if options["group_by"] is not None:
         if options["stratify"]:
@@ -844,6 +1260,8 @@ def _prepare(frame: Any, target: str, options: dict[str, Any]) -> Any:
             split=split,
             group_by=options["group_by"],
             seed=options["seed"],
+            kinds=options.get("kinds"),
+            positive_label=positive_label,
         )
 
 
@@ -856,7 +1274,7 @@ def _build(data: Any, options: dict[str, Any]) -> Any:
         "multiclass": dlstructured.multiclass_classifier,
     }
     linear = options["model"] == "linear"
-    with _user_input("cannot build the model"):
+    with _user_input("cannot build the model"), _hidden_units_as_flag():
         return builders[data.task](
             data,
             hidden_units=() if linear else tuple(options["hidden"]),
@@ -867,6 +1285,15 @@ def _build(data: Any, options: dict[str, Any]) -> Any:
             seed=options["seed"],
             name="linear_model" if linear else "dense_model",
         )
+
+
+@contextlib.contextmanager
+def _hidden_units_as_flag() -> Iterator[None]:
+    """Name the builders' ``hidden_units`` argument as the ``--hidden`` option it came from."""
+    try:
+        yield
+    except ValueError as error:
+        raise ValueError(str(error).replace("`hidden_units`", "--hidden")) from error
 
 
 def _train_and_write(
@@ -883,7 +1310,7 @@ def _train_and_write(
     import dlstructured
     from dlstructured.tasks import as_metric_objects
 
-    data = _prepare(frame, target, options)
+    data = _prepare(frame, target, options, source)
     metrics = options.get("metrics")  # absent from runs started before --metrics existed
     with _user_input("bad --metrics"):
         as_metric_objects(metrics, data.task)
@@ -1139,20 +1566,65 @@ def _fmt(value: Any) -> str:
 
 
 def _load(path: str) -> Any:
-    import dlstructured
+    """Load a model that ``dlstructured train`` or ``TabularModel.save`` wrote, or refuse.
 
-    if not Path(path).is_file():
+    A plain Keras model is refused: it knows nothing of the table's columns and would read the
+    CSV's numbers by position.
+    """
+    import dlstructured
+    from dlstructured._safe_loading import read_keras_config
+
+    _describe_non_model(path)
+    with _user_input(f"cannot load the model {path!r}"):
+        config = read_keras_config(path)
+    if not str(config.get("registered_name") or "").startswith("dlstructured>"):
+        kind = config.get("class_name") or "model"
         raise UsageError(
-            f"no model file at {path!r}; give the model.keras that `dlstructured train` wrote"
+            f"{path!r} is a plain Keras model ({kind}), which knows nothing of the table's "
+            "columns; give a model written by `dlstructured train` or `TabularModel.save`"
         )
     with _user_input(f"cannot load the model {path!r}"):
         return dlstructured.load_model(path)
 
 
+def _describe_non_model(path: str) -> None:
+    """Refuse, saying what it is, a MODEL argument that is a folder or missing."""
+    where = Path(path)
+    if where.is_dir():
+        if (where / "checkpoint.json").exists() or where.name == CHECKPOINT_DIR:
+            what = "a checkpoint folder of a training run"
+        elif (where / MODEL_FILE).is_file():
+            what = "the output folder of a training run"
+        else:
+            what = "a folder"
+        hint = where / MODEL_FILE if (where / MODEL_FILE).is_file() else None
+        if hint is None and (where.parent / MODEL_FILE).is_file():
+            hint = where.parent / MODEL_FILE
+        advice = f"give {str(hint)!r}" if hint else "give the model.keras that `train` wrote"
+        raise UsageError(f"{path!r} is {what}, not a model file; {advice}")
+    if not where.exists():
+        raise UsageError(
+            f"no model file at {path!r}; give the model.keras that `dlstructured train` wrote"
+        )
+
+
+def _check_out_is_not_an_input(out: str | None, **inputs: str) -> None:
+    """Refuse an ``--out`` file that is one of the command's inputs (through links too)."""
+    if out is None:
+        return
+    for what, path in inputs.items():
+        if _same_file(out, path):
+            raise UsageError(
+                f"--out {out!r} is the {what} file {path!r}, which writing would replace; give "
+                "another file name such as predictions.csv"
+            )
+
+
 def _cmd_predict(args: argparse.Namespace, console: _Console) -> int:
     import pandas as pd
 
-    frame = _read_data(args.data, console)
+    _check_out_is_not_an_input(args.out, model=args.model, data=args.data)
+    frame = _read_data(args.data, console, sep=args.sep, encoding=args.encoding)
     with _keras_backend(args.backend, hide_extras=args.whole_process):
         model = _load(args.model)
         task = getattr(model, "task", None)
@@ -1207,17 +1679,29 @@ def _write_csv_atomically(frame: Any, path: Path) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace, console: _Console) -> int:
-    frame = _read_data(args.data, console)
+    frame = _read_data(args.data, console, sep=args.sep, encoding=args.encoding)
     _require_columns(frame, args.data, target=args.target)
     with _keras_backend(args.backend, hide_extras=args.whole_process):
         model = _load(args.model)
         trained_on = _model_target(model)
-        if trained_on is not None and trained_on != args.target:
+        renamed = trained_on is not None and trained_on != args.target
+        if renamed:
             if trained_on in frame.columns:
                 frame = frame.drop(columns=trained_on)
             frame = frame.rename(columns={args.target: trained_on})
-        with _user_input(f"cannot evaluate on {args.data!r}"):
-            metrics = model.evaluate(frame)
+        try:
+            with _user_input(f"cannot evaluate on {args.data!r}"):
+                metrics = model.evaluate(frame)
+        except UsageError as error:
+            if not renamed:
+                raise
+            # The model reads --target under the name it was trained with; the message must
+            # name the column the user gave.
+            message = str(error).replace(repr(trained_on), repr(args.target))
+            raise UsageError(
+                f"{message} (--target {args.target!r} is read as the model's target "
+                f"{trained_on!r})"
+            ) from error
     metrics = _plain(dict(metrics))
     width = max(len(name) for name in metrics) if metrics else 6
     print("\n".join(f"{name:<{width}}  {_fmt(value)}" for name, value in metrics.items()))
