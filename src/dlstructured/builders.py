@@ -264,7 +264,8 @@ def dense_stack(
 
     Raises:
         TypeError: If an argument has the wrong type (the message names it).
-        ValueError: If an argument has a bad value, or prepared data is not a regression task.
+        ValueError: If an argument has a bad value, prepared data is not a regression task, or
+            ``hidden_units`` gives more than ``MAX_PARAMETERS`` (2**31) weights.
 
     Example:
 
@@ -313,7 +314,8 @@ def binary_classifier(
 
     Raises:
         TypeError: If an argument has the wrong type (the message names it).
-        ValueError: If an argument has a bad value, or prepared data is not a binary task.
+        ValueError: If an argument has a bad value, prepared data is not a binary task, or
+            ``hidden_units`` gives more than ``MAX_PARAMETERS`` (2**31) weights.
 
     Example:
 
@@ -365,8 +367,9 @@ def multiclass_classifier(
 
     Raises:
         TypeError: If an argument has the wrong type (the message names it).
-        ValueError: If an argument has a bad value, ``num_classes`` is missing or below 2, or
-            prepared data is not a multiclass task.
+        ValueError: If an argument has a bad value, ``num_classes`` is missing or below 2,
+            prepared data is not a multiclass task, or ``hidden_units`` gives more than
+            ``MAX_PARAMETERS`` (2**31) weights.
 
     Example:
 
