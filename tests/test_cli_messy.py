@@ -329,6 +329,8 @@ def test_metrics_that_do_not_fit_the_task_are_refused():
         as_metric_objects(["sparse_categorical_accuracy"], "binary")
     with pytest.raises(ValueError, match="'binary_accuracy'.*multiclass"):
         as_metric_objects(["binary_accuracy"], "multiclass")
+    with pytest.raises(ValueError, match="'my_auc', a metric for a classification task"):
+        as_metric_objects([keras.metrics.AUC(name="my_auc")], "regression")
     assert [m.name for m in as_metric_objects(["mse", "auc"], "binary")] == ["mse", "auc"]
     assert [m.name for m in as_metric_objects(["mae", "r2_score"], "regression")] == [
         "mae", "r2_score"

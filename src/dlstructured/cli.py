@@ -809,7 +809,9 @@ def _read_csv_with(path: str, options: dict[str, str]) -> Any:
     if not Path(path).is_file():
         raise UsageError(f"no file at {path!r}; check the path")
     try:
-        return pd.read_csv(path, **options, engine="python" if "sep" in options else "c")
+        # pandas's C parser takes a one-character separator; a longer one is a regex.
+        engine = "python" if len(options.get("sep", "")) > 1 else "c"
+        return pd.read_csv(path, **options, engine=engine)
     except (UnicodeDecodeError, LookupError) as error:
         raise UsageError(f"cannot read {path!r} with {flags}: {error}") from error
 

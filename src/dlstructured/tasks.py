@@ -199,6 +199,7 @@ def as_metric_objects(metrics: Any, task: str) -> list[Any]:
     objects = []
     for item in metrics:
         if isinstance(item, keras.metrics.Metric):
+            _check_metric_fits(item, item.name, task)
             objects.append(item)
         elif item in ("accuracy", "acc"):
             objects.append(_accuracy_for(task))
