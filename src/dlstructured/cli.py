@@ -8,7 +8,8 @@
 The command line chooses the Keras backend before Keras is imported (``--backend``, JAX by
 default, the fastest here); with JAX it never imports TensorFlow. Errors in the input print one
 line that says what is wrong and how to fix it, and exit with status 2 (``--debug`` shows the
-traceback). SIGTERM is turned into ``KeyboardInterrupt`` while the command runs, so Ctrl-C and
+traceback); the library's notices about the data print one line each on standard error
+(``--quiet`` hides them), with their advice as flags. SIGTERM is turned into ``KeyboardInterrupt`` while the command runs, so Ctrl-C and
 ``kill`` both end training cleanly at the end of the current epoch (a second signal stops at
 once): what was trained so far is written, and the exit status is 130. A diverged run writes
 what it has, prints advice and exits with status 1.
@@ -823,7 +824,7 @@ def _require_columns(frame: Any, path: str, **options: str | None) -> None:
             shown = ", ".join(names[:20]) + (
                 f" ... ({len(names)} columns)" if len(names) > 20 else ""
             )
-            flag = "--" + option.replace("_", "-")
+            flag = _flag(option)
             raise UsageError(
                 f"column {column!r} ({flag}) is not in {path!r}; pass one of its columns: {shown}"
             )
@@ -895,7 +896,12 @@ def _cmd_train(args: argparse.Namespace, console: _Console) -> int:
 
 
 def _given_options(argv: Sequence[str]) -> set[str]:
-    """The option names (``dest``) given on the command line, as opposed to left at defaults."""
+    """The option names (``dest``) given on the command line, as opposed to left at defaults.
+
+    ``argv`` is parsed again by a fresh parser whose defaults are all ``SUPPRESS``, so only what
+    was written appears. argparse offers no public way to list a parser's actions; its
+    ``_actions`` attribute has been stable since Python 3.2.
+    """
     parser = build_parser()
     parsers = [parser]
     for action in parser._actions:
@@ -1002,7 +1008,7 @@ def _check_resume_arguments(
     wanted = _training_options(args)
     for name in sorted(given & set(wanted)):
         ran, asked = options.get(name), wanted[name]
-        if name in ("epochs",) and ran is not None and asked >= ran:
+        if name == "epochs" and ran is not None and asked >= ran:
             options[name] = asked
         elif asked != ran:
             raise UsageError(
