@@ -9,10 +9,11 @@ The command line chooses the Keras backend before Keras is imported (``--backend
 default, the fastest here); with JAX it never imports TensorFlow. Errors in the input print one
 line that says what is wrong and how to fix it, and exit with status 2 (``--debug`` shows the
 traceback); the library's notices about the data print one line each on standard error
-(``--quiet`` hides them), with their advice as flags. SIGTERM is turned into ``KeyboardInterrupt`` while the command runs, so Ctrl-C and
-``kill`` both end training cleanly at the end of the current epoch (a second signal stops at
-once): what was trained so far is written, and the exit status is 130. A diverged run writes
-what it has, prints advice and exits with status 1.
+(``--quiet`` hides them), with their advice as flags. SIGTERM is turned into
+``KeyboardInterrupt`` while the command runs, so Ctrl-C and ``kill`` both end training cleanly
+at the end of the current epoch (a second signal stops at once): what was trained so far is
+written, and the exit status is 130. A diverged run writes what it has, prints advice and exits
+with status 1.
 """
 
 from __future__ import annotations
