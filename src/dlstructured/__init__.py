@@ -29,6 +29,8 @@ _EXPORTS = {
     "IdentifierColumnWarning": "errors",
     "MissingTargetWarning": "errors",
     "ExtraColumnsWarning": "errors",
+    # what a run is made of (no Keras)
+    "RunConfig": "config",
     # task policy (no Keras until a loss or metric object is built)
     "TASKS": "tasks",
     "TaskPolicy": "tasks",

@@ -1,0 +1,314 @@
+"""What a training run is made of: one flat, frozen, validated :class:`RunConfig`.
+
+The command line, :func:`dlstructured.fit_table` and the files a run writes (``run.json``) all
+speak this one vocabulary: each command-line flag is a field of the same name with dashes as
+underscores (``--hidden-units`` is ``hidden_units``). A config checks itself when it is made, so a
+bad value fails before any data is read, with the message the rest of the library gives
+(the argument, what was expected, ``Received: ...``).
+
+``to_dict`` writes plain JSON values and a ``config_version``; ``from_dict`` reads every earlier
+version, filling the keys an older version did not have with the values that version used, so a
+run recorded by an older release means what it meant then.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from dlstructured._checks import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    check_units_sequence,
+)
+
+CONFIG_VERSION = 2
+
+TASK_CHOICES = ("regression", "binary", "multiclass")
+MODEL_CHOICES = ("dense", "linear")
+KIND_CHOICES = ("numeric", "categorical", "datetime", "ignore")
+
+# Widths of the hidden layers when `hidden_units` is None, per model.
+DEFAULT_HIDDEN_UNITS = {"dense": (512, 512, 512), "linear": ()}
+
+# The command-line names of 0.1.0's run.json ("options"), and the fields they became.
+_LEGACY_NAMES = {"hidden": "hidden_units", "dropout": "dropout_rate"}
+
+# What each earlier version meant by a key it did not record. Version 1 is 0.1.0's run.json
+# options: its runs were read with pandas' defaults and had no per-column options.
+_VERSION_DEFAULTS: dict[int, dict[str, Any]] = {
+    1: {"metrics": None, "kinds": {}, "drop": (), "positive_label": None, "sep": None,
+        "encoding": None},
+}
+
+
+def _received(name: str, value: Any) -> str:
+    return f"Received: {name}={value!r}"
+
+
+def _check_column(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, numbers.Integral)):
+        raise TypeError(f"`{name}` must be a column name (a string). {_received(name, value)}")
+    return value
+
+
+def _check_optional_text(name: str, value: Any) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise TypeError(f"`{name}` must be a non-empty string or None. {_received(name, value)}")
+    return value
+
+
+def _check_metrics(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise TypeError(
+            "`metrics` must be a list of Keras metric names such as ['mae'], [] for none, or "
+            f"None for the task's. {_received('metrics', value)}"
+        )
+    for item in value:
+        if not isinstance(item, str) or not item:
+            raise TypeError(
+                f"`metrics` must hold metric names (strings); found {item!r}. "
+                f"{_received('metrics', value)}"
+            )
+    return tuple(value)
+
+
+def _check_kinds(value: Any) -> Mapping[Any, str]:
+    if value is None:
+        value = {}
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            "`kinds` must map column names to kinds, such as {'age': 'numeric'}. "
+            f"{_received('kinds', value)}"
+        )
+    for column, kind in value.items():
+        _check_column("kinds", column)
+        check_choice(f"kinds[{column!r}]", kind, KIND_CHOICES)
+    return dict(value)
+
+
+def _check_drop(value: Any) -> tuple[Any, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise TypeError(
+            f"`drop` must be a list of column names, such as ['id']. {_received('drop', value)}"
+        )
+    for column in value:
+        _check_column("drop", column)
+    return tuple(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything a training run is made of, checked when it is made.
+
+    The defaults are the command line's. Each field is the command-line flag of the same name
+    (``hidden_units`` is ``--hidden-units``).
+
+    Args:
+        task: ``"regression"``, ``"binary"``, ``"multiclass"``, or ``None`` to infer it from the
+            target. Defaults to ``None``.
+        model: ``"dense"`` (a stack of hidden layers, the course's) or ``"linear"`` (no hidden
+            layer). Defaults to ``"dense"``.
+        hidden_units: Widths of the hidden layers, or ``None`` for the model's own: 512, 512,
+            512 for ``"dense"``; a linear model has none. Defaults to ``None``.
+        activation: Keras activation of the hidden layers. Defaults to ``"relu"``.
+        dropout_rate: Dropout after each hidden layer, in [0, 1). Defaults to ``0.0``.
+        batch_norm: Batch-normalize each hidden layer. Defaults to ``False``.
+        input_batch_norm: Batch-normalize the inputs first. Defaults to ``False``.
+        epochs: Most epochs. Defaults to ``200``.
+        batch_size: Rows per gradient step. Defaults to ``256``.
+        learning_rate: Adam's learning rate, in (0, 10]. Defaults to ``0.001``.
+        patience: Epochs without improvement of the validation loss before stopping; ``0``
+            turns early stopping off. Defaults to ``20``.
+        metrics: Keras metric names to report besides the loss, ``()`` for none, or ``None``
+            for the task's. Defaults to ``None``.
+        valid_fraction: Share of rows held out for validation, in [0, 1). Defaults to ``0.3``.
+        stratify: Keep the class proportions in both parts. Defaults to ``False``.
+        group_by: Column whose groups must not straddle the split. Defaults to ``None``.
+        seed: Seed of the split, the weights and the shuffling. Defaults to ``0``.
+        kinds: Kind per column, overriding the inferred one (``"numeric"``,
+            ``"categorical"``, ``"datetime"`` or ``"ignore"``). Defaults to none.
+        drop: Columns to leave out. Defaults to none.
+        positive_label: For a binary target, the label that means 1. Defaults to ``None``.
+        sep: Field separator of a CSV file, or ``None`` to detect it. Defaults to ``None``.
+        encoding: Text encoding of a CSV file, or ``None`` for UTF-8. Defaults to ``None``.
+
+    Raises:
+        TypeError: If a field has the wrong type.
+        ValueError: If a field has a bad value, or two fields conflict.
+
+    Example:
+
+    >>> from dlstructured import RunConfig
+    >>> config = RunConfig(hidden_units=(64, 64), epochs=50)
+    >>> config.resolved_hidden_units, config.patience
+    ((64, 64), 20)
+    >>> RunConfig.from_dict(config.to_dict()) == config
+    True
+    """
+
+    task: str | None = None
+    model: str = "dense"
+    hidden_units: tuple[int, ...] | None = None
+    activation: str = "relu"
+    dropout_rate: float = 0.0
+    batch_norm: bool = False
+    input_batch_norm: bool = False
+    epochs: int = 200
+    batch_size: int = 256
+    learning_rate: float = 0.001
+    patience: int = 20
+    metrics: tuple[str, ...] | None = None
+    valid_fraction: float = 0.3
+    stratify: bool = False
+    group_by: Any = None
+    seed: int = 0
+    kinds: Mapping[Any, str] = dataclasses.field(default_factory=dict)
+    drop: tuple[Any, ...] = ()
+    positive_label: Any = None
+    sep: str | None = None
+    encoding: str | None = None
+
+    def __post_init__(self) -> None:
+        def put(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        if self.task is not None:
+            check_choice("task", self.task, TASK_CHOICES)
+        check_choice("model", self.model, MODEL_CHOICES)
+        if self.hidden_units is not None:
+            put("hidden_units", check_units_sequence("hidden_units", self.hidden_units))
+            if self.model == "linear" and self.hidden_units:
+                raise ValueError(
+                    "`hidden_units` does not apply to model='linear', which has no hidden "
+                    "layer; choose model='dense' for hidden layers. "
+                    f"{_received('hidden_units', self.hidden_units)}"
+                )
+        if not isinstance(self.activation, str) or not self.activation:
+            raise TypeError(
+                "`activation` must be the name of a Keras activation, such as 'relu'. "
+                f"{_received('activation', self.activation)}"
+            )
+        put("dropout_rate", check_float(
+            "dropout_rate", self.dropout_rate, minimum=0.0, maximum=1.0, max_inclusive=False
+        ))
+        check_bool("batch_norm", self.batch_norm)
+        check_bool("input_batch_norm", self.input_batch_norm)
+        if self.model == "linear":
+            for name, unused in (("dropout_rate", self.dropout_rate > 0),
+                                 ("batch_norm", self.batch_norm)):
+                if unused:
+                    raise ValueError(
+                        f"`{name}` does not apply to model='linear', which has no hidden layer. "
+                        f"{_received(name, getattr(self, name))}"
+                    )
+        put("epochs", check_int("epochs", self.epochs, minimum=1))
+        put("batch_size", check_int("batch_size", self.batch_size, minimum=1))
+        put("learning_rate", check_float(
+            "learning_rate", self.learning_rate, minimum=0.0, maximum=10.0, min_inclusive=False
+        ))
+        put("patience", check_int("patience", self.patience, minimum=0))
+        put("metrics", _check_metrics(self.metrics))
+        put("valid_fraction", check_float(
+            "valid_fraction", self.valid_fraction, minimum=0.0, maximum=1.0, max_inclusive=False
+        ))
+        check_bool("stratify", self.stratify)
+        _check_column("group_by", self.group_by)
+        if self.stratify and self.group_by is not None:
+            raise ValueError(
+                "`stratify` and `group_by` cannot be combined: a grouped split keeps whole "
+                f"groups together. Choose one. {_received('group_by', self.group_by)}"
+            )
+        put("seed", check_int("seed", self.seed, minimum=0))
+        put("kinds", _check_kinds(self.kinds))
+        put("drop", _check_drop(self.drop))
+        put("sep", _check_optional_text("sep", self.sep))
+        put("encoding", _check_optional_text("encoding", self.encoding))
+
+    @property
+    def resolved_hidden_units(self) -> tuple[int, ...]:
+        """The hidden layer widths this run builds: ``hidden_units`` or the model's own."""
+        if self.hidden_units is not None:
+            return self.hidden_units
+        return DEFAULT_HIDDEN_UNITS[self.model]
+
+    @property
+    def split(self) -> str:
+        """The split ``prepare`` makes: ``"grouped"``, ``"stratified"`` or ``"random"``."""
+        if self.group_by is not None:
+            return "grouped"
+        return "stratified" if self.stratify else "random"
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A copy with ``changes`` applied, checked like a new config."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain JSON values, with its ``config_version``."""
+        record: dict[str, Any] = {"config_version": CONFIG_VERSION}
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, Mapping):
+                value = dict(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            record[item.name] = value
+        return record
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> RunConfig:
+        """Read a config written by :meth:`to_dict` of this or any earlier version.
+
+        A record without ``config_version`` is 0.1.0's run.json ``options``, under the command
+        line's names of then (``hidden``, ``dropout``); keys an older version did not record
+        take the values that version used.
+
+        Raises:
+            TypeError: If ``record`` is not a mapping.
+            ValueError: If it names a key no version had, is of a newer version, or holds a bad
+                value.
+        """
+        if not isinstance(record, Mapping):
+            raise TypeError(f"`record` must be a dict. {_received('record', record)}")
+        values = dict(record)
+        version = values.pop("config_version", 1)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ValueError(f"`config_version` must be a whole number >= 1. "
+                             f"{_received('config_version', version)}")
+        if version > CONFIG_VERSION:
+            raise ValueError(
+                f"this config was written by a newer dlstructured (config version {version}; "
+                f"this one reads up to {CONFIG_VERSION}); upgrade dlstructured to read it"
+            )
+        if version == 1:
+            values = {_LEGACY_NAMES.get(key, key): value for key, value in values.items()}
+        for key, value in _VERSION_DEFAULTS.get(version, {}).items():
+            values.setdefault(key, value)
+        names = {item.name for item in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(
+                f"unknown run option(s) {', '.join(map(repr, unknown))}; known ones: "
+                f"{', '.join(sorted(names))}"
+            )
+        for key in ("hidden_units", "drop", "metrics"):
+            if isinstance(values.get(key), list):
+                values[key] = tuple(values[key])
+        if version == 1 and values.get("model") == "linear":
+            # 0.1.0 recorded the defaults of options a linear model does not use.
+            values.update(hidden_units=None, dropout_rate=0.0, batch_norm=False)
+        return cls(**values)
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_dict(), sort_keys=True, default=repr))
