@@ -31,6 +31,10 @@ _EXPORTS = {
     "IdentifierColumnWarning": "errors",
     "MissingTargetWarning": "errors",
     "ExtraColumnsWarning": "errors",
+    "PlaceholderValuesWarning": "errors",
+    "ExtremeValuesWarning": "errors",
+    "SmallTrainingPartWarning": "errors",
+    "ColumnNamesWarning": "errors",
     # task policy (no Keras until a loss or metric object is built)
     "TASKS": "tasks",
     "TaskPolicy": "tasks",

@@ -330,6 +330,7 @@ class TabularModel(keras.Model):
         Raises:
             ValueError: If the path does not end in ``.keras``.
             FileExistsError: If the file exists and ``overwrite=False``.
+            FileNotFoundError: If the folder to save in does not exist (the message names it).
         """
         path = Path(os.fspath(filepath))
         if path.suffix != ".keras":
@@ -340,6 +341,11 @@ class TabularModel(keras.Model):
         if path.exists() and not overwrite:
             raise FileExistsError(f"{str(path)!r} exists and overwrite=False.")
         folder = path.parent if str(path.parent) else Path(".")
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"Cannot save {str(path)!r}: the folder {str(folder)!r} does not exist. Create it "
+                "first (`os.makedirs(folder, exist_ok=True)`)."
+            )
         handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".keras", dir=folder)
         os.close(handle)
         try:
