@@ -290,3 +290,22 @@ def test_identifier_notice_carries_command_line_advice():
     with expect_warning(IdentifierColumnWarning, r"kinds=\{'id': 'categorical'\}") as caught:
         dls.prepare(frame, "y")
     assert "--kinds id=categorical" in caught[0].message.cli_message
+
+
+@pytest.mark.parametrize(
+    "options, flag",
+    [
+        ({"kinds": {"nope": "numeric"}}, "--kinds names columns that are not in the file"),
+        ({"positive_label": "maybe"}, "--positive-label must be one of"),
+        ({"task": "binary"}, "--task multiclass"),
+        ({"drop": ["nope"]}, "--drop names columns"),
+    ],
+)
+def test_errors_with_python_advice_carry_command_line_advice(options, flag):
+    frame = pd.DataFrame({"x": np.arange(30.0), "y": ["a", "b", "c"] * 10})
+    if "positive_label" in options:
+        frame["y"] = ["a", "b"] * 15
+    with pytest.raises(DataError) as caught:
+        dls.prepare(frame, "y", **options)
+    assert flag in message_for_command_line(caught.value)
+    assert flag not in str(caught.value)

@@ -594,10 +594,13 @@ def prepare(
         len(labelled), valid_fraction, split, seed, labels=labels, groups=groups
     )
     if len(train) == 0 or (valid_fraction > 0 and len(valid) == 0):
+        message = (
+            f"{len(labelled)} labelled rows are too few for a split with {{}}: one part would be "
+            "empty. Use more rows, another split, or {} (no validation part)."
+        )
         raise DataError(
-            f"{len(labelled)} labelled rows are too few for a split with "
-            f"valid_fraction={valid_fraction}: one part would be empty. Use more rows, another "
-            f"split, or valid_fraction=0 (no validation part)."
+            message.format(f"valid_fraction={valid_fraction}", "valid_fraction=0"),
+            cli_message=message.format(f"--valid-fraction {valid_fraction}", "--valid-fraction 0"),
         )
     _check_train_size(len(train), len(valid), valid_fraction)
     train, valid = labelled[train], labelled[valid]

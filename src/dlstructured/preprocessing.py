@@ -429,10 +429,14 @@ def _datetime_values(series: pd.Series, name: Any) -> pd.Series:
         except (ValueError, TypeError, OverflowError):
             pass
     example = _first_present(series)
-    raise DataError(
+    message = (
         f"Column {name!r} must hold dates or times (it did when the preprocessing was fitted), "
-        f"but it holds {dtype} values such as {example!r}. Convert it with `pd.to_datetime`. "
+        f"but it holds {dtype} values such as {example!r}: its kind changed. {{}} "
         f"Received: dtype={dtype}"
+    )
+    raise DataError(
+        message.format("Convert it with `pd.to_datetime`."),
+        cli_message=message.format("Write the column as dates (2024-01-31) in the file."),
     )
 
 
@@ -840,9 +844,11 @@ class TabularPreprocessor:
         _check_frame(frame)
         missing_kinds = [c for c in self.kinds if c not in frame.columns]
         if missing_kinds:
-            raise ValueError(
+            raise DataError(
                 f"`kinds` names columns that are not in the frame: {_names(missing_kinds)}. "
-                f"Columns: {_names(list(frame.columns)[:30])}. Received: kinds={self.kinds!r}"
+                f"Columns: {_names(list(frame.columns)[:30])}. Received: kinds={self.kinds!r}",
+                cli_message=f"--kinds names columns that are not in the file: "
+                f"{_names(missing_kinds)}. Columns: {_names(list(frame.columns)[:30])}.",
             )
         state: dict[str, Any] = {"columns": [], "numeric": [], "categorical": [], "dropped": []}
         state.update(self._fit_target(frame, train_rows, label_rows))
@@ -978,7 +984,9 @@ class TabularPreprocessor:
             if np.isinf(values).any():
                 raise DataError(
                     f"The target column {name!r} holds infinite values. Remove or replace those "
-                    "rows (e.g. `frame[np.isfinite(frame[target])]`)."
+                    "rows (e.g. `frame[np.isfinite(frame[target])]`).",
+                    cli_message=f"The target column {name!r} holds infinite values. Remove or "
+                    "replace those rows in the file.",
                 )
             train_values = (
                 values
@@ -1005,9 +1013,11 @@ class TabularPreprocessor:
             _check_class_labels(name, labels, len(series))
         if self.positive_label is not None:
             if task != "binary":
-                raise ValueError(
+                raise DataError(
                     "`positive_label` applies to binary tasks only; this one is "
-                    f"{task}. Received: positive_label={self.positive_label!r}"
+                    f"{task}. Received: positive_label={self.positive_label!r}",
+                    cli_message="--positive-label applies to binary tasks only; this one is "
+                    f"{task}. Received: --positive-label {self.positive_label}",
                 )
             matches = [
                 v
@@ -1015,9 +1025,11 @@ class TabularPreprocessor:
                 if v == self.positive_label or _norm(v) == _norm(self.positive_label)
             ]
             if not matches:
-                raise ValueError(
+                raise DataError(
                     f"`positive_label` must be one of the target's labels {_names(labels)}. "
-                    f"Received: positive_label={self.positive_label!r}"
+                    f"Received: positive_label={self.positive_label!r}",
+                    cli_message=f"--positive-label must be one of the target's labels "
+                    f"{_names(labels)}. Received: --positive-label {self.positive_label}",
                 )
             labels = [v for v in labels if v is not matches[0]] + [matches[0]]
         result["classes"] = labels
