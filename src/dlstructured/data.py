@@ -249,9 +249,9 @@ def _encoding_error(path: Path, error: UnicodeDecodeError, encoding: str | None)
         )
     byte = error.object[error.start : error.start + 1].hex()
     message = (
-        f"{str(path)!r} is not UTF-8 text (byte 0x{byte} near position {error.start} is not "
-        "UTF-8). Files saved by Excel or older programs are often Windows-1252 or Latin-1: "
-        "pass {}, or save the file as UTF-8."
+        f"Could not read {str(path)!r}: it is not UTF-8 text (byte 0x{byte} near position "
+        f"{error.start} is not UTF-8). Files saved by Excel or older programs are often "
+        "Windows-1252 or Latin-1: pass {}, or save the file as UTF-8."
     )
     return DataError(
         message.format("encoding='cp1252' (or 'latin-1')"),
