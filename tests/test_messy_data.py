@@ -309,3 +309,12 @@ def test_errors_with_python_advice_carry_command_line_advice(options, flag):
         dls.prepare(frame, "y", **options)
     assert flag in message_for_command_line(caught.value)
     assert flag not in str(caught.value)
+
+
+def test_a_nameless_first_column_of_row_numbers_gets_no_names_notice(tmp_path):
+    path = tmp_path / "indexed.csv"
+    pd.DataFrame({"a": [0.5, 0.1, 0.7], "b": ["x", "y", "z"]}).to_csv(path)  # index, no name
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        frame = dls.read_table(path)
+    assert frame.columns.tolist() == ["Unnamed: 0", "a", "b"]

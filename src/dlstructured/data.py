@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from dlstructured._checks import check_choice, check_float, check_int
+from dlstructured.datasets import find_index_column
 from dlstructured.errors import ColumnNamesWarning, DataError, SmallTrainingPartWarning
 from dlstructured.preprocessing import (
     DEFAULT_MAX_ONE_HOT,
@@ -116,7 +117,8 @@ def read_table(
     otherwise; a file that is not gets a :class:`~dlstructured.DataError` saying which
     ``encoding=`` to pass (no encoding is guessed: a wrong guess would change the text in
     silence). Duplicate or empty column names, which pandas renames (``a.1``, ``Unnamed: 3``),
-    get a :class:`~dlstructured.ColumnNamesWarning`. For other reading options (an index column
+    get a :class:`~dlstructured.ColumnNamesWarning` (except a nameless first column of row
+    numbers, as ``DataFrame.to_csv`` writes). For other reading options (an index column
     ...), read the file with pandas and pass the DataFrame.
 
     Args:
@@ -174,7 +176,7 @@ def read_table(
     except Exception as error:  # noqa: BLE001 - the reader's own error is kept as the cause
         raise DataError(f"Could not read {str(path)!r} as {reader}: {error}") from error
     if sample is not None:
-        _check_column_names(path, sample, sep, frame.columns)
+        _check_column_names(path, sample, sep, frame.columns, find_index_column(frame))
     return frame
 
 
@@ -271,8 +273,15 @@ def _sniff_separator(sample: str | None) -> str:
     return found if found in lines[0] else ","
 
 
-def _check_column_names(path: Path, sample: str, sep: str, columns: pd.Index) -> None:
-    """Warn about duplicate or empty names in a CSV header (pandas renamed them)."""
+def _check_column_names(
+    path: Path, sample: str, sep: str, columns: pd.Index, row_numbers: Any = None
+) -> None:
+    """Warn about duplicate or empty names in a CSV header (pandas renamed them).
+
+    A nameless first column of row numbers (``row_numbers``, as pandas's ``to_csv`` and R write)
+    is the usual index column, not a naming slip: it is left to
+    :func:`~dlstructured.datasets.find_index_column`.
+    """
     try:
         header = next(csv.reader([sample.splitlines()[0]], delimiter=sep))
     except (csv.Error, StopIteration, IndexError):
@@ -287,7 +296,7 @@ def _check_column_names(path: Path, sample: str, sep: str, columns: pd.Index) ->
             read = [columns[k] for k, raw in enumerate(header) if raw == name]
             notes.append(f"{name!r} appears {counts[name]} times (read as {_names(read)})")
     for position, raw in enumerate(header):
-        if not raw:
+        if not raw and not (position == 0 and row_numbers == columns[0]):
             notes.append(f"column {position + 1} has no name (read as {columns[position]!r})")
     if notes:
         _warn(
