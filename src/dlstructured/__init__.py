@@ -72,7 +72,6 @@ def __getattr__(name: str):
         raise AttributeError(f"module 'dlstructured' has no attribute {name!r}")
     value = getattr(importlib.import_module(f"{__name__}.{module_name}"), name)
     globals()[name] = value  # cache: later lookups skip __getattr__
-    _register_keras_classes()
     return value
 
 

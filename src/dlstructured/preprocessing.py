@@ -284,7 +284,7 @@ def infer_kind(series: pd.Series) -> str:
             return "numeric"
         if inferred in ("datetime", "datetime64", "date"):
             return "datetime"
-        if inferred == "string":
+        if inferred in ("string", "mixed-integer"):  # "mixed-integer": 1, 2, "?" ...
             return _text_kind(series)
         return "categorical"
     python, command_line = _kinds_advice([series.name], "ignore")
