@@ -7,6 +7,8 @@ so a program can still choose its Keras backend (``KERAS_BACKEND``) after ``impo
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.util
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -29,6 +31,10 @@ _EXPORTS = {
     "IdentifierColumnWarning": "errors",
     "MissingTargetWarning": "errors",
     "ExtraColumnsWarning": "errors",
+    "PlaceholderValuesWarning": "errors",
+    "ExtremeValuesWarning": "errors",
+    "SmallTrainingPartWarning": "errors",
+    "ColumnNamesWarning": "errors",
     # what a run is made of (no Keras)
     "RunConfig": "config",
     # task policy (no Keras until a loss or metric object is built)
@@ -71,13 +77,50 @@ def __getattr__(name: str):
     return value
 
 
+def _register_keras_classes() -> None:
+    """Register every class dlstructured writes into model files, once Keras is imported.
+
+    ``dlstructured.tabular`` registers ``TabularModel`` and imports ``dlstructured.layers``
+    (``CategoryEmbedding``); nothing else of the library's appears in a model file.
+    """
+    if "keras" in sys.modules and f"{__name__}.tabular" not in sys.modules:
+        importlib.import_module(f"{__name__}.tabular")
+
+
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-# Saved models name registered classes (``dlstructured>TabularModel``) that must exist before
-# ``keras.saving.load_model`` reads a file. If Keras is already imported, register them now (it
-# costs no backend choice); otherwise they register when ``TabularModel`` or ``load_model`` is
-# first looked up, or a builder is given prepared data.
+class _RegisterWhenKerasLoads(importlib.abc.MetaPathFinder):
+    """Registers dlstructured's Keras classes right after the program's own ``import keras``.
+
+    It finds nothing itself: on the first import of ``keras`` it steps out of ``sys.meta_path``,
+    lets the other finders locate Keras, and has the module register dlstructured's classes once
+    it has run. The program's choice of backend is untouched (Keras reads ``KERAS_BACKEND`` when
+    the program imports it, as always).
+    """
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "keras":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec("keras")
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        run_keras = spec.loader.exec_module
+
+        def exec_module(module):
+            run_keras(module)
+            _register_keras_classes()
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+# Saved models name registered classes (``dlstructured>TabularModel``, ``CategoryEmbedding``)
+# that must exist before ``keras.saving.load_model`` reads a file. If Keras is already imported,
+# register them now (it costs no backend choice); otherwise when the program imports Keras.
 if "keras" in sys.modules:
-    importlib.import_module(f"{__name__}.tabular")
+    _register_keras_classes()
+else:
+    sys.meta_path.insert(0, _RegisterWhenKerasLoads())

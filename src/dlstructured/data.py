@@ -6,8 +6,13 @@ Keras backend is chosen.
 
 from __future__ import annotations
 
+import bz2
+import csv
+import gzip
+import lzma
 import os
-from collections.abc import Mapping
+import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,13 +21,16 @@ import numpy as np
 import pandas as pd
 
 from dlstructured._checks import check_choice, check_float, check_int
-from dlstructured.errors import DataError
+from dlstructured.datasets import find_index_column
+from dlstructured.errors import ColumnNamesWarning, DataError, SmallTrainingPartWarning
 from dlstructured.preprocessing import (
     DEFAULT_MAX_ONE_HOT,
     EmbeddingSpec,
     TabularPreprocessor,
     _check_frame,
+    _names,
     _rows_with_target,
+    _warn,
     infer_task,
 )
 
@@ -31,6 +39,19 @@ __all__ = ["EmbeddingSpec", "PreparedData", "prepare", "read_table", "split_fram
 SPLITS = ("random", "stratified", "grouped")
 _READERS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _COMPRESSED = (".gz", ".bz2", ".zip", ".xz", ".zst")
+_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+
+SEPARATORS = (",", ";", "\t", "|")
+"""The separators :func:`read_table` recognizes by itself."""
+
+_SNIFF_BYTES = 65536
+_SNIFF_LINES = 50
+
+MIN_TRAIN_ROWS = 2
+SMALL_TRAIN_ROWS = 20
+"""A split leaving fewer than ``MIN_TRAIN_ROWS`` training rows is refused; fewer than
+``SMALL_TRAIN_ROWS``, and fewer than the validation part, gets a
+:class:`~dlstructured.errors.SmallTrainingPartWarning` naming ``valid_fraction``."""
 
 
 @dataclass(frozen=True, repr=False)
@@ -85,25 +106,51 @@ class PreparedData:
         )
 
 
-def read_table(path: str | os.PathLike) -> pd.DataFrame:
+def read_table(
+    path: str | os.PathLike, *, sep: str | None = None, encoding: str | None = None
+) -> pd.DataFrame:
     """Read a CSV (``.csv``, ``.tsv``, also compressed) or Parquet (``.parquet``, ``.pq``) file.
 
-    For other reading options (an index column, a separator ...), read the file with pandas and
-    pass the DataFrame.
+    The separator of a CSV is found from its first lines (comma, semicolon, tab or ``|``; a
+    ``.tsv`` file is tab-separated): Python's ``csv.Sniffer`` looks at up to 50 lines, and the
+    file is then read by pandas's fast C reader. The text must be UTF-8 unless ``encoding`` says
+    otherwise; a file that is not gets a :class:`~dlstructured.DataError` saying which
+    ``encoding=`` to pass (no encoding is guessed: a wrong guess would change the text in
+    silence). Duplicate or empty column names, which pandas renames (``a.1``, ``Unnamed: 3``),
+    get a :class:`~dlstructured.ColumnNamesWarning` (except a nameless first column of row
+    numbers, as ``DataFrame.to_csv`` writes). For other reading options (an index column
+    ...), read the file with pandas and pass the DataFrame.
 
     Args:
         path: The file.
+        sep: The CSV separator, one character (``"\\t"`` and ``"tab"`` mean a tab), or ``None``
+            to find it. Defaults to ``None``.
+        encoding: The CSV text encoding (``"latin-1"``, ``"cp1252"`` ...), or ``None`` for
+            UTF-8. Defaults to ``None``.
 
     Returns:
         The table.
 
     Raises:
-        TypeError: If ``path`` is not a string or path.
-        ValueError: If the extension is not one of the supported ones.
-        DataError: If the file does not exist or cannot be read.
+        TypeError: If ``path``, ``sep`` or ``encoding`` has the wrong type.
+        ValueError: If the extension is not one of the supported ones, ``sep`` is not one
+            character, or ``encoding`` is not a known encoding.
+        DataError: If the file does not exist, is not UTF-8 text (without ``encoding``), or
+            cannot be read.
+        ImportError: If a Parquet file is read without pyarrow (the message names the extra).
+
+    Example:
+
+    >>> import pathlib, tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "t.csv").write_text("a;b\\n1;x\\n2;y\\n")
+    >>> read_table(folder / "t.csv").columns.tolist()
+    ['a', 'b']
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"`path` must be a file path. Received: path={path!r}")
+    sep = _check_sep(sep)
+    encoding = _check_encoding(encoding)
     path = Path(path)
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] in _COMPRESSED:
@@ -117,15 +164,146 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
         )
     if not path.is_file():
         raise DataError(f"No such data file: {str(path)!r}. Check the path. Received: {path}")
+    if reader == "parquet":
+        return _read_parquet(path)
+    sample = _text_sample(path, encoding)
+    if sep is None:
+        sep = "\t" if suffixes[-1] == ".tsv" else _sniff_separator(sample)
     try:
-        if reader == "parquet":
-            return pd.read_parquet(path)
-        separator = "\t" if suffixes[-1] == ".tsv" else ","
-        return pd.read_csv(path, sep=separator)
-    except ImportError:
-        raise
+        frame = pd.read_csv(path, sep=sep, encoding=encoding or "utf-8")
+    except UnicodeDecodeError as error:
+        raise _encoding_error(path, error, encoding) from error
     except Exception as error:  # noqa: BLE001 - the reader's own error is kept as the cause
         raise DataError(f"Could not read {str(path)!r} as {reader}: {error}") from error
+    if sample is not None:
+        _check_column_names(path, sample, sep, frame.columns, find_index_column(frame))
+    return frame
+
+
+def _check_sep(sep: Any) -> str | None:
+    if sep is None:
+        return None
+    if not isinstance(sep, str):
+        raise TypeError(f"`sep` must be a string (one character). Received: sep={sep!r}")
+    sep = {"\\t": "\t", "tab": "\t"}.get(sep.lower(), sep)
+    if len(sep) != 1 or sep in "\n\r\"":
+        raise ValueError(
+            f"`sep` must be one character, such as {_names(SEPARATORS)}. Received: sep={sep!r}"
+        )
+    return sep
+
+
+def _check_encoding(encoding: Any) -> str | None:
+    if encoding is None:
+        return None
+    if not isinstance(encoding, str):
+        raise TypeError(
+            f"`encoding` must be the name of a text encoding. Received: encoding={encoding!r}"
+        )
+    import codecs
+
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ValueError(
+            "`encoding` must be a text encoding Python knows, such as 'utf-8', 'latin-1' or "
+            f"'cp1252'. Received: encoding={encoding!r}"
+        ) from None
+    return encoding
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except ImportError as error:
+        raise ImportError(
+            f"Reading the Parquet file {str(path)!r} needs pyarrow, which is not installed. "
+            "Install it with: pip install 'dlstructured[parquet]'"
+        ) from error
+    except Exception as error:  # noqa: BLE001 - the reader's own error is kept as the cause
+        raise DataError(f"Could not read {str(path)!r} as parquet: {error}") from error
+
+
+def _text_sample(path: Path, encoding: str | None) -> str | None:
+    """The first whole lines of a CSV file, decoded (``None`` for a .zst or .zip archive)."""
+    suffix = path.suffix.lower()
+    opener = _OPENERS.get(suffix, open if suffix not in _COMPRESSED else None)
+    if opener is None:
+        return None
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read(_SNIFF_BYTES)
+    except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as error:
+        raise DataError(f"Could not read {str(path)!r}: {error}") from error
+    if len(data) == _SNIFF_BYTES and b"\n" in data:
+        data = data[: data.rindex(b"\n") + 1]  # whole lines only: no character cut in two
+    try:
+        return data.decode(encoding or "utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise _encoding_error(path, error, encoding) from error
+
+
+def _encoding_error(path: Path, error: UnicodeDecodeError, encoding: str | None) -> DataError:
+    if encoding is not None:
+        return DataError(
+            f"Could not read {str(path)!r} as {encoding} text: {error}. Check the file's "
+            f"encoding. Received: encoding={encoding!r}"
+        )
+    byte = error.object[error.start : error.start + 1].hex()
+    message = (
+        f"Could not read {str(path)!r}: it is not UTF-8 text (byte 0x{byte} near position "
+        f"{error.start} is not UTF-8). Files saved by Excel or older programs are often "
+        "Windows-1252 or Latin-1: pass {}, or save the file as UTF-8."
+    )
+    return DataError(
+        message.format("encoding='cp1252' (or 'latin-1')"),
+        cli_message=message.format("--encoding cp1252 (or --encoding latin-1)"),
+    )
+
+
+def _sniff_separator(sample: str | None) -> str:
+    """The separator of a CSV sample: comma unless ``csv.Sniffer`` finds another one."""
+    if not sample:
+        return ","
+    lines = sample.splitlines()[:_SNIFF_LINES]
+    try:
+        found = csv.Sniffer().sniff("\n".join(lines), delimiters="".join(SEPARATORS)).delimiter
+    except csv.Error:
+        return ","
+    return found if found in lines[0] else ","
+
+
+def _check_column_names(
+    path: Path, sample: str, sep: str, columns: pd.Index, row_numbers: Any = None
+) -> None:
+    """Warn about duplicate or empty names in a CSV header (pandas renamed them).
+
+    A nameless first column of row numbers (``row_numbers``, as pandas's ``to_csv`` and R write)
+    is the usual index column, not a naming slip: it is left to
+    :func:`~dlstructured.datasets.find_index_column`.
+    """
+    try:
+        header = next(csv.reader([sample.splitlines()[0]], delimiter=sep))
+    except (csv.Error, StopIteration, IndexError):
+        return
+    if len(header) != len(columns):
+        return
+    header = [name.strip() for name in header]
+    counts = pd.Series(header).value_counts()
+    notes = []
+    for name in counts[counts > 1].index:
+        if name:
+            read = [columns[k] for k, raw in enumerate(header) if raw == name]
+            notes.append(f"{name!r} appears {counts[name]} times (read as {_names(read)})")
+    for position, raw in enumerate(header):
+        if not raw and not (position == 0 and row_numbers == columns[0]):
+            notes.append(f"column {position + 1} has no name (read as {columns[position]!r})")
+    if notes:
+        _warn(
+            f"The header of {str(path)!r} has repeated or empty column names, which were renamed: "
+            f"{'; '.join(notes)}. Give each column its own name in the file.",
+            ColumnNamesWarning,
+        )
 
 
 def _split_positions(
@@ -265,6 +443,56 @@ def _split_columns(frame, split, target, group_by):
     return labels, groups
 
 
+def _check_drop(drop: Any, frame: pd.DataFrame, target: Any) -> list[Any]:
+    """The column names of ``prepare(drop=...)``, checked against the frame."""
+    if drop is None:
+        return []
+    if isinstance(drop, (str, int)) and not isinstance(drop, bool):
+        drop = [drop]
+    if not isinstance(drop, Sequence) or isinstance(drop, (str, bytes)):
+        raise TypeError(
+            f"`drop` must be a list of column names. Received: drop={drop!r}"
+        )
+    unknown = [name for name in drop if name not in frame.columns]
+    if unknown:
+        raise DataError(
+            f"`drop` names columns that are not in the frame: {_names(unknown)}. Columns: "
+            f"{_names(list(frame.columns)[:30])}. Received: drop={list(drop)!r}",
+            cli_message=f"--drop names columns that are not in the file: {_names(unknown)}. "
+            f"Columns: {_names(list(frame.columns)[:30])}.",
+        )
+    if target in drop:
+        raise ValueError(
+            f"`drop` names the target column {target!r}. Received: drop={list(drop)!r}"
+        )
+    return list(drop)
+
+
+def _check_train_size(train_rows: int, valid_rows: int, valid_fraction: float) -> None:
+    """Refuse or flag a split that leaves too few training rows (see ``SMALL_TRAIN_ROWS``)."""
+    message = (
+        f"valid_fraction={valid_fraction} leaves {train_rows} training rows "
+        f"({valid_rows} for validation){{}}"
+    )
+    cli = f"--valid-fraction {valid_fraction} leaves {train_rows} training rows ({valid_rows} " \
+        "for validation){}"
+    if 0 < train_rows < MIN_TRAIN_ROWS:
+        advice = f": at least {MIN_TRAIN_ROWS} are needed. Use a smaller valid_fraction."
+        raise DataError(
+            message.format(advice),
+            cli_message=cli.format(advice.replace("valid_fraction", "--valid-fraction")),
+        )
+    if 0 < train_rows < SMALL_TRAIN_ROWS and train_rows < valid_rows:
+        advice = (
+            ": too few to learn from. Use a smaller valid_fraction (0.2 or 0.3 is usual)."
+        )
+        _warn(
+            message.format(advice),
+            SmallTrainingPartWarning,
+            cli_message=cli.format(advice.replace("valid_fraction", "--valid-fraction")),
+        )
+
+
 def prepare(
     data: pd.DataFrame | str | os.PathLike,
     target: Any,
@@ -279,6 +507,7 @@ def prepare(
     valid_fraction: float = 0.3,
     split: str = "random",
     group_by: Any = None,
+    drop: Sequence[Any] | None = None,
     seed: int = 0,
 ) -> PreparedData:
     """Split a table, fit the preprocessing on the training part, and return model-ready arrays.
@@ -317,6 +546,9 @@ def prepare(
             ``"random"``.
         group_by: Column whose groups must not straddle the split (it is not used as a
             feature). Defaults to ``None``.
+        drop: Names of columns to leave out (an identifier, a leak of the target); each is
+            listed in ``data.preprocessor.dropped_columns`` as ``"dropped"`` and ignored at
+            prediction. Defaults to ``None`` (none).
         seed: Seed of the split. Defaults to ``0``.
 
     Returns:
@@ -356,6 +588,7 @@ def prepare(
         positive_label=positive_label,
     )
     valid_fraction, split, seed = _check_split_args(valid_fraction, split, seed)
+    dropped = _check_drop(drop, frame, target)
     labelled = _rows_with_target(frame, target)
     if labelled is None:
         labelled = np.arange(len(frame))
@@ -370,13 +603,19 @@ def prepare(
         len(labelled), valid_fraction, split, seed, labels=labels, groups=groups
     )
     if len(train) == 0 or (valid_fraction > 0 and len(valid) == 0):
-        raise DataError(
-            f"{len(labelled)} labelled rows are too few for a split with "
-            f"valid_fraction={valid_fraction}: one part would be empty. Use more rows, another "
-            f"split, or valid_fraction=0 (no validation part)."
+        message = (
+            f"{len(labelled)} labelled rows are too few for a split with {{}}: one part would be "
+            "empty. Use more rows, another split, or {} (no validation part)."
         )
+        raise DataError(
+            message.format(f"valid_fraction={valid_fraction}", "valid_fraction=0"),
+            cli_message=message.format(f"--valid-fraction {valid_fraction}", "--valid-fraction 0"),
+        )
+    _check_train_size(len(train), len(valid), valid_fraction)
     train, valid = labelled[train], labelled[valid]
-    exclude = () if group_by is None else (group_by,)
+    exclude = {name: "dropped" for name in dropped}
+    if group_by is not None:
+        exclude[group_by] = "group"
     factorized: dict = {}  # categorical columns are factorized once, for fit and transform
     preprocessor._fit(frame, train, labelled, exclude=exclude, cache=factorized)
     features = preprocessor._transform(frame, [train, valid], warn_extra=False, cache=factorized)

@@ -76,3 +76,20 @@ class MissingTargetWarning(DataWarning):
 
 class ExtraColumnsWarning(DataWarning):
     """Prediction input holds columns the model does not use; they were ignored."""
+
+
+class PlaceholderValuesWarning(DataWarning):
+    """A column of numbers held a few placeholder texts (``?``, ``n/a`` ...), read as missing."""
+
+
+class ExtremeValuesWarning(DataWarning):
+    """A few extreme values dominate a numeric column's scaling: the other rows are squeezed."""
+
+
+class SmallTrainingPartWarning(DataWarning):
+    """The split leaves very few rows for training."""
+
+
+class ColumnNamesWarning(DataWarning):
+    """A file has duplicate or empty column names, which pandas renamed (``a.1``, ``Unnamed: 3``).
+    """

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
@@ -40,9 +41,11 @@ from dlstructured.errors import (
     ConstantColumnWarning,
     DataError,
     ExtraColumnsWarning,
+    ExtremeValuesWarning,
     IdentifierColumnWarning,
     IncompatibleModelError,
     MissingTargetWarning,
+    PlaceholderValuesWarning,
 )
 
 FORMAT_VERSION = 1
@@ -67,6 +70,34 @@ at least 95% of those rows."""
 CLIP = 1e6
 """Scaled values are clipped to [-CLIP, CLIP] so that wild inputs at prediction time stay finite
 in float32."""
+
+PLACEHOLDERS = frozenset(
+    ["", "?", "??", "-", "--", ".", "*", "na", "n/a", "n.a.", "#n/a", "nan", "null", "none",
+     "nil", "missing", "unknown", "not available", "empty"]
+)
+"""Texts that mean "no value" in a column of numbers, compared stripped and case-folded."""
+
+PLACEHOLDER_MAX_OTHER = 2
+PLACEHOLDER_OTHER_SHARE = 0.05
+"""A text column is read as numbers with placeholders when it has at least one placeholder
+(from :data:`PLACEHOLDERS`, or up to ``PLACEHOLDER_MAX_OTHER`` other distinct non-numeric texts
+together in at most 5% of its non-missing rows), at least two distinct numbers, and every other
+value is a number. A text column of numbers only (no placeholder) stays categorical: digits
+given as text are codes (zip codes, years as labels)."""
+
+EXTREME_RATIO = 100.0
+"""A numeric column's scaling is flagged as dominated by extreme values when its range (min to
+max, training part) is more than 100 times the range of its middle 90% of rows (5th to 95th
+percentile): min-max scaling then squeezes 90% of the rows into less than 1% of [0, 1]."""
+
+_DATE_TEXT = re.compile(
+    r"\s*\d{4}[-/]\d{1,2}[-/]\d{1,2}"
+    r"([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*(Z|[+-]\d{2}:?\d{2})?\s*"
+)
+"""A text column is a date-time column when every non-missing value is a year-first date
+(``2024-01-31``, ``2024/01/31``), optionally with a time (``2024-01-31 12:00``,
+``2024-01-31T12:00:05``) and a UTC offset, and pandas parses them all. Day-first or month-first
+texts (``31/01/2024``) are ambiguous and stay text: pass ``kinds={'col': 'datetime'}``."""
 
 DATETIME_PARTS = ("year", "month", "day", "day_of_week", "hour", "minute", "second")
 
@@ -109,18 +140,40 @@ class EmbeddingSpec:
 # Small helpers
 
 
-def _warn(message: str, category: type[Warning]) -> None:
-    """Warn with the caller's line outside dlstructured as the location."""
+def _warn(message: str, category: type[Warning], cli_message: str | None = None) -> None:
+    """Warn with the caller's line outside dlstructured as the location.
+
+    ``cli_message`` is the notice with its advice phrased for the command line (see
+    :class:`~dlstructured.errors.DataWarning`).
+    """
     level = 2
     frame = sys._getframe(1)
     while frame is not None and frame.f_globals.get("__name__", "").startswith("dlstructured"):
         frame = frame.f_back
         level += 1
-    warnings.warn(message, category, stacklevel=level)
+    warnings.warn(category(message, cli_message=cli_message), stacklevel=level)
+
+
+def _shown(value: Any) -> Any:
+    """A value as a message shows it: numpy scalars as Python ones (``5.217``, not
+    ``np.float64(5.217)``)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _names(columns: Sequence[Any]) -> str:
-    return ", ".join(repr(c) for c in columns)
+    return ", ".join(repr(_shown(c)) for c in columns)
+
+
+def _number(value: Any) -> str:
+    """A number for a message, at most 6 significant digits (``5.217``, ``1e+300``)."""
+    return f"{float(value):.6g}"
+
+
+def _kinds_advice(columns: Sequence[Any], kind: str) -> tuple[str, str]:
+    """The advice to set ``kind`` for ``columns``: for Python, and for the command line."""
+    python = "kinds={" + ", ".join(f"{_shown(c)!r}: {kind!r}" for c in columns) + "}"
+    command_line = "--kinds " + ",".join(f"{_shown(c)}={kind}" for c in columns)
+    return python, command_line
 
 
 def _is_missing_scalar(value: Any) -> bool:
@@ -224,46 +277,142 @@ def infer_kind(series: pd.Series) -> str:
     if pd.api.types.is_timedelta64_dtype(dtype) or _is_number_dtype(dtype):
         return "numeric"
     if pd.api.types.is_string_dtype(dtype) and not pd.api.types.is_object_dtype(dtype):
-        return "categorical"
+        return _text_kind(series)
     if pd.api.types.is_object_dtype(dtype):
         inferred = pd.api.types.infer_dtype(series, skipna=True)
         if inferred in ("integer", "floating", "mixed-integer-float", "decimal"):
             return "numeric"
         if inferred in ("datetime", "datetime64", "date"):
             return "datetime"
+        if inferred in ("string", "mixed-integer"):  # "mixed-integer": 1, 2, "?" ...
+            return _text_kind(series)
         return "categorical"
-    raise ColumnTypeError(
+    python, command_line = _kinds_advice([series.name], "ignore")
+    message = (
         f"Column {series.name!r} has dtype {dtype}, which dlstructured cannot use as a feature. "
-        f"Convert it to numbers or text, or leave it out with kinds={{{series.name!r}: 'ignore'}}. "
-        f"Received: dtype={dtype}"
+        f"Convert it to numbers or text, or leave it out with {{}}. Received: dtype={dtype}"
     )
+    raise ColumnTypeError(
+        message.format(python), cli_message=message.format(command_line)
+    )
+
+
+# Text columns are first judged on this many distinct values; only a column whose sample could
+# be numbers or dates is looked at in full.
+_TEXT_SAMPLE = 200
+
+
+def _text_kind(series: pd.Series) -> str:
+    """``"datetime"`` for year-first date texts, ``"numeric"`` for numbers with placeholders,
+    else ``"categorical"`` (see :data:`PLACEHOLDERS` and :data:`_DATE_TEXT`)."""
+    present = series.dropna()
+    if present.empty:
+        return "categorical"
+    sample = pd.unique(present.iloc[: 20 * _TEXT_SAMPLE].astype(str))[:_TEXT_SAMPLE]
+    if all(_DATE_TEXT.fullmatch(text) for text in sample):
+        values = pd.unique(present.astype(str))
+        if all(_DATE_TEXT.fullmatch(text) for text in values) and _parses_as_dates(values):
+            return "datetime"
+        return "categorical"
+    if _placeholder_tokens(series, sample) is not None:
+        return "numeric"
+    return "categorical"
+
+
+def _parses_as_dates(texts: np.ndarray) -> bool:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            pd.to_datetime(pd.Series(texts), errors="raise", format="mixed")
+    except (ValueError, TypeError, OverflowError):
+        return False
+    return True
+
+
+def _placeholder_tokens(series: pd.Series, sample: np.ndarray | None = None) -> list[str] | None:
+    """The placeholder texts of a text column of numbers, or ``None`` when it is not one.
+
+    ``sample``, some of the column's distinct texts, is checked first so that a column of words
+    costs little.
+    """
+    if not _is_text_dtype(series.dtype):
+        return None
+    if sample is not None:
+        parsed = pd.to_numeric(pd.Series(sample, dtype=object).str.strip(), errors="coerce")
+        if int(parsed.notna().sum()) < 0.5 * len(sample):
+            return None
+    present = series.dropna()
+    codes, texts = pd.factorize(present.astype(str))
+    texts = pd.Series(texts, dtype=object)
+    numbers = pd.to_numeric(texts.str.strip(), errors="coerce")
+    is_number = numbers.notna().to_numpy()
+    if is_number.all() or numbers.nunique() < 2:
+        return None
+    others = [t for t, n in zip(texts, is_number, strict=True) if not n]
+    unlisted = [t for t in others if t.strip().casefold() not in PLACEHOLDERS]
+    if unlisted:
+        counts = np.bincount(codes, minlength=len(texts))
+        unlisted_rows = int(sum(counts[k] for k in np.flatnonzero(texts.isin(unlisted))))
+        if (
+            len(unlisted) > PLACEHOLDER_MAX_OTHER
+            or unlisted_rows > PLACEHOLDER_OTHER_SHARE * len(present)
+        ):
+            return None
+    return sorted(others)
 
 
 def _first_present(series: pd.Series) -> Any:
     """The first non-missing value of a column, to show in an error message."""
     present = series.dropna()
-    return present.iloc[0] if len(present) else None
+    return _shown(present.iloc[0]) if len(present) else None
 
 
-def _numeric_values(series: pd.Series, name: Any) -> np.ndarray:
-    """A float64 array of one numeric column (NaN for missing), or a DataError if it is not."""
+def _numeric_values(series: pd.Series, name: Any, placeholders: Sequence[str] = ()) -> np.ndarray:
+    """A float64 array of one numeric column (NaN for missing), or a DataError if it is not.
+
+    In a text column, the ``placeholders`` found at fitting and the texts of
+    :data:`PLACEHOLDERS` are missing values.
+    """
     dtype = series.dtype
     if _is_number_dtype(dtype) or _is_bool_dtype(dtype):
         return series.to_numpy(dtype=np.float64, na_value=np.nan)
     if pd.api.types.is_timedelta64_dtype(dtype):
         return series.dt.total_seconds().to_numpy(dtype=np.float64, na_value=np.nan)
     if _is_text_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
+        values = series.astype(object)
+        if placeholders or _is_text_dtype(dtype):
+            values = _without_placeholders(values, placeholders)
         try:
-            converted = pd.to_numeric(series.astype(object), errors="raise")
+            converted = pd.to_numeric(values, errors="raise")
             return _numeric_values(pd.Series(converted), name)
         except (ValueError, TypeError):
             pass
-    example = _first_present(series)
-    raise DataError(
+        example = _first_non_number(values)
+    else:
+        example = _first_present(series)
+    python, command_line = _kinds_advice([name], "categorical")
+    message = (
         f"Column {name!r} must hold numbers (it was numeric when the preprocessing was fitted), "
-        f"but it holds {dtype} values such as {example!r}. Convert the column to numbers, or "
-        f"prepare the data again with kinds={{{name!r}: 'categorical'}}. Received: dtype={dtype}"
+        f"but it holds {dtype} values such as {example!r}: its kind changed. Convert the column "
+        f"to numbers, or prepare the data again with {{}}. Received: dtype={dtype}"
     )
+    raise DataError(message.format(python), cli_message=message.format(command_line))
+
+
+def _without_placeholders(values: pd.Series, placeholders: Sequence[str]) -> pd.Series:
+    """Text values with placeholder texts replaced by NaN (other values stripped of spaces)."""
+    texts = values.where(values.isna(), values.astype(str))
+    stripped = texts.str.strip()
+    known = set(placeholders)
+    is_placeholder = texts.isin(known) | stripped.str.casefold().isin(PLACEHOLDERS)
+    return stripped.where(~is_placeholder, np.nan)
+
+
+def _first_non_number(values: pd.Series) -> Any:
+    """The first present value that is not a number (for a message)."""
+    parsed = pd.to_numeric(values, errors="coerce")
+    bad = values[parsed.isna() & values.notna()]
+    return _shown(bad.iloc[0]) if len(bad) else _first_present(values)
 
 
 def _datetime_values(series: pd.Series, name: Any) -> pd.Series:
@@ -280,10 +429,14 @@ def _datetime_values(series: pd.Series, name: Any) -> pd.Series:
         except (ValueError, TypeError, OverflowError):
             pass
     example = _first_present(series)
-    raise DataError(
+    message = (
         f"Column {name!r} must hold dates or times (it did when the preprocessing was fitted), "
-        f"but it holds {dtype} values such as {example!r}. Convert it with `pd.to_datetime`. "
+        f"but it holds {dtype} values such as {example!r}: its kind changed. {{}} "
         f"Received: dtype={dtype}"
+    )
+    raise DataError(
+        message.format("Convert it with `pd.to_datetime`."),
+        cli_message=message.format("Write the column as dates (2024-01-31) in the file."),
     )
 
 
@@ -323,6 +476,40 @@ def _scale_params(values: np.ndarray, scaling: str) -> tuple[float, float]:
     if not (half > 0.0 and math.isfinite(half)):
         half = 1.0
     return center, half
+
+
+# Quantiles for the extreme-value check are taken on at most about this many evenly spaced rows.
+_QUANTILE_SAMPLE = 65536
+
+
+def _check_extremes(present: np.ndarray, name: Any) -> None:
+    """Warn when a few extreme values dominate a column's scale (see :data:`EXTREME_RATIO`)."""
+    if present.size < 20:
+        return
+    sample = present[:: max(1, present.size // _QUANTILE_SAMPLE)]
+    low, high = np.quantile(sample, [0.05, 0.95], method="nearest")
+    smallest, largest = float(present.min()), float(present.max())
+    bulk = float(high) * 0.5 - float(low) * 0.5  # halves: finite even at float64's extremes
+    whole = largest * 0.5 - smallest * 0.5
+    if not (bulk > 0.0 and whole > EXTREME_RATIO * bulk):
+        return
+    message = (
+        f"A few extreme values dominate the scaling of column {name!r}: its training values "
+        f"range from {_number(smallest)} to {_number(largest)}, but 90% of them lie between "
+        f"{_number(low)} and {_number(high)}, which scaling squeezes into a share of "
+        f"{_number(bulk / whole)} of the range: the network can hardly tell those rows "
+        "apart. {}"
+    )
+    python = (
+        "Clip or transform the column first (`frame[col].clip(upper=...)`, `np.log1p`), or drop "
+        "the rows with the extreme values."
+    )
+    command_line = (
+        "Clip or transform the column in the file, or drop the rows with the extreme values."
+    )
+    _warn(
+        message.format(python), ExtremeValuesWarning, cli_message=message.format(command_line)
+    )
 
 
 def _median(values: np.ndarray) -> float:
@@ -396,6 +583,39 @@ def infer_task(series: pd.Series) -> str:
     return "multiclass"
 
 
+MAX_CLASS_SHARE = 0.5
+"""A multiclass target may have at most one class per two labelled rows (and always 20)."""
+
+
+def _check_class_labels(name: Any, labels: list[Any], rows: int) -> None:
+    """Refuse a multiclass target that is a measurement, not a set of classes.
+
+    Numbers that are not whole (``5.217``) are measurements; so is a target with more distinct
+    values than ``max(20, MAX_CLASS_SHARE * rows)``: each class would have one or two rows.
+    """
+    fractional = [
+        v for v in labels
+        if isinstance(v, float) and math.isfinite(v) and not v.is_integer()
+    ]
+    too_many = len(labels) > max(20, MAX_CLASS_SHARE * rows)
+    if not fractional and not too_many:
+        return
+    reason = (
+        f"numbers that are not whole, such as {', '.join(_number(v) for v in fractional[:3])}"
+        if fractional
+        else f"one class per {_number(rows / len(labels))} rows"
+    )
+    message = (
+        f"The target column {name!r} has {len(labels)} distinct values in {rows} rows "
+        f"({reason}): it looks like a measurement, not a set of classes. Use {{}} for a "
+        f"number, or group the values into classes first. Received: {{}}"
+    )
+    raise DataError(
+        message.format("task='regression'", "task='multiclass'"),
+        cli_message=message.format("--task regression", "--task multiclass"),
+    )
+
+
 def _check_target_values(series: pd.Series, uniques: list[Any]) -> None:
     name = series.name
     if len(uniques) == 0:
@@ -405,8 +625,8 @@ def _check_target_values(series: pd.Series, uniques: list[Any]) -> None:
         )
     if len(uniques) == 1:
         raise DataError(
-            f"The target column {name!r} holds one value only ({uniques[0]!r}): there is nothing "
-            f"to learn. Choose another target, or add rows with other values. "
+            f"The target column {name!r} holds one value only ({_shown(uniques[0])!r}): there is "
+            "nothing to learn. Choose another target, or add rows with other values. "
             f"Received: target={name!r}"
         )
 
@@ -560,7 +780,12 @@ class TabularPreprocessor:
 
     @property
     def dropped_columns(self) -> dict[Any, str]:
-        """Columns left out, with the reason (``"constant"``, ``"identifier"``, ``"ignored"``)."""
+        """Columns left out, with the reason.
+
+        ``"constant"`` and ``"identifier"`` (each named in a warning at fitting), ``"ignored"``
+        (``kinds=...: 'ignore'``), ``"dropped"`` (``prepare(drop=...)``) and ``"group"`` (the
+        ``group_by`` column of a grouped split). The target is not listed.
+        """
         return {name: reason for name, reason in self._fitted_state()["dropped"]}
 
     @property
@@ -608,7 +833,7 @@ class TabularPreprocessor:
         frame: pd.DataFrame,
         train_rows: np.ndarray | None,
         label_rows: np.ndarray | None,
-        exclude: Sequence[Any] = (),
+        exclude: Mapping[Any, str] | Sequence[Any] = (),
         cache: dict | None = None,
     ) -> None:
         """Fit statistics on ``frame``'s ``train_rows`` (positions; None for all).
@@ -619,20 +844,23 @@ class TabularPreprocessor:
         _check_frame(frame)
         missing_kinds = [c for c in self.kinds if c not in frame.columns]
         if missing_kinds:
-            raise ValueError(
+            raise DataError(
                 f"`kinds` names columns that are not in the frame: {_names(missing_kinds)}. "
-                f"Columns: {_names(list(frame.columns)[:30])}. Received: kinds={self.kinds!r}"
+                f"Columns: {_names(list(frame.columns)[:30])}. Received: kinds={self.kinds!r}",
+                cli_message=f"--kinds names columns that are not in the file: "
+                f"{_names(missing_kinds)}. Columns: {_names(list(frame.columns)[:30])}.",
             )
         state: dict[str, Any] = {"columns": [], "numeric": [], "categorical": [], "dropped": []}
         state.update(self._fit_target(frame, train_rows, label_rows))
 
         constant, identifiers, empty = [], [], []
-        strict_missing = []
+        strict_missing, placeholder_notes = [], []
         for name in frame.columns:
             if name == self.target:
                 continue
             if name in exclude:
-                state["dropped"].append([name, "group"])
+                reason = exclude[name] if isinstance(exclude, Mapping) else "group"
+                state["dropped"].append([name, reason])
                 continue
             series = frame[name]
             kind = self.kinds.get(name) or infer_kind(series)
@@ -642,8 +870,13 @@ class TabularPreprocessor:
             if series.isna().all():
                 empty.append(name)
                 continue
+            placeholders = None
+            if kind == "numeric" and _is_text_dtype(series.dtype):
+                placeholders = _placeholder_tokens(series)
             if kind == "numeric":
-                outcome = self._fit_numeric(series, name, None, train_rows, state)
+                outcome = self._fit_numeric(
+                    series, name, None, train_rows, state, placeholders=placeholders or ()
+                )
             elif kind == "datetime":
                 outcome = self._fit_datetime(series, name, train_rows, state)
             else:
@@ -659,12 +892,19 @@ class TabularPreprocessor:
             elif outcome == "strict_missing":
                 strict_missing.append(name)
             else:
-                state["columns"].append({"name": name, "kind": kind, "source": outcome})
+                column = {"name": name, "kind": kind, "source": outcome}
+                if placeholders and outcome == "number":
+                    column["placeholders"] = placeholders
+                    placeholder_notes.append(f"{name!r} ({_names(placeholders)})")
+                state["columns"].append(column)
 
         if empty:
+            python, command_line = _kinds_advice(empty, "ignore")
             raise DataError(
                 f"Columns entirely missing: {_names(empty)}. They hold no information: drop them "
-                f"(`frame.drop(columns=[...])`) or leave them out with kinds={{name: 'ignore'}}."
+                f"(`frame.drop(columns=[...])`) or leave them out with {python}.",
+                cli_message=f"Columns entirely missing: {_names(empty)}. They hold no "
+                f"information: leave them out with --drop {','.join(str(c) for c in empty)}.",
             )
         if strict_missing:
             raise DataError(
@@ -677,16 +917,37 @@ class TabularPreprocessor:
                 ConstantColumnWarning,
             )
         if identifiers:
-            _warn(
+            python, command_line = _kinds_advice(identifiers[:1], "categorical")
+            message = (
                 f"Dropped identifier-like text columns (a distinct value in nearly every row): "
-                f"{_names(identifiers)}. Keep one with kinds={{name: 'categorical'}}.",
+                f"{_names(identifiers)}. Keep one with {{}}."
+            )
+            _warn(
+                message.format(python),
                 IdentifierColumnWarning,
+                cli_message=message.format(command_line),
+            )
+        if placeholder_notes:
+            columns = [c["name"] for c in state["columns"] if c.get("placeholders")]
+            python, command_line = _kinds_advice(columns[:1], "categorical")
+            message = (
+                f"Read text columns of numbers as numbers, their placeholder texts as missing "
+                f"values (imputed, with an indicator column): {', '.join(placeholder_notes)}. "
+                f"At prediction the same texts mean missing. To keep a column as text, use {{}}."
+            )
+            _warn(
+                message.format(python),
+                PlaceholderValuesWarning,
+                cli_message=message.format(command_line),
             )
         if not state["numeric"] and not state["categorical"]:
             reasons = ", ".join(f"{n!r} ({r})" for n, r in state["dropped"]) or "none"
-            raise DataError(
+            message = (
                 "No usable feature columns are left besides the target. Dropped columns: "
-                f"{reasons}. Add feature columns, or keep a dropped one with `kinds=`."
+                f"{reasons}. Add feature columns, or keep a dropped one with {{}}."
+            )
+            raise DataError(
+                message.format("`kinds=`"), cli_message=message.format("`--kinds COL=KIND`")
             )
         self._state = state
         self._layout_cache = None
@@ -708,16 +969,24 @@ class TabularPreprocessor:
             if _is_text_dtype(series.dtype) or isinstance(series.dtype, pd.CategoricalDtype):
                 if infer_kind(series) != "numeric":
                     example = next(v for v in uniques if not _is_missing_scalar(v))
-                    raise DataError(
+                    message = (
                         f"A regression target must be numeric, but column {name!r} holds "
-                        f"{series.dtype} values such as {example!r}. Convert it to numbers, or "
-                        f"use task='binary' or task='multiclass'. Received: task='regression'"
+                        f"{series.dtype} values such as {_shown(example)!r}. Convert it to "
+                        "numbers, or use {} or {}. Received: {}"
+                    )
+                    raise DataError(
+                        message.format("task='binary'", "task='multiclass'", "task='regression'"),
+                        cli_message=message.format(
+                            "--task binary", "--task multiclass", "--task regression"
+                        ),
                     )
             values = _numeric_values(series, name)
             if np.isinf(values).any():
                 raise DataError(
                     f"The target column {name!r} holds infinite values. Remove or replace those "
-                    "rows (e.g. `frame[np.isfinite(frame[target])]`)."
+                    "rows (e.g. `frame[np.isfinite(frame[target])]`).",
+                    cli_message=f"The target column {name!r} holds infinite values. Remove or "
+                    "replace those rows in the file.",
                 )
             train_values = (
                 values
@@ -730,16 +999,25 @@ class TabularPreprocessor:
             return result
         labels = sorted({_native(v) for v in uniques}, key=_label_sort_key)
         if task == "binary" and len(labels) != 2:
-            raise DataError(
+            message = (
                 f"A binary task needs exactly two distinct target values, but column {name!r} "
-                f"has {len(labels)}: {_names(labels[:10])}. Use task='multiclass' or "
-                f"task='regression'. Received: task='binary'"
+                f"has {len(labels)}: {_names(labels[:10])}. Use {{}} or {{}}. Received: {{}}"
             )
+            raise DataError(
+                message.format("task='multiclass'", "task='regression'", "task='binary'"),
+                cli_message=message.format(
+                    "--task multiclass", "--task regression", "--task binary"
+                ),
+            )
+        if task == "multiclass":
+            _check_class_labels(name, labels, len(series))
         if self.positive_label is not None:
             if task != "binary":
-                raise ValueError(
+                raise DataError(
                     "`positive_label` applies to binary tasks only; this one is "
-                    f"{task}. Received: positive_label={self.positive_label!r}"
+                    f"{task}. Received: positive_label={self.positive_label!r}",
+                    cli_message="--positive-label applies to binary tasks only; this one is "
+                    f"{task}. Received: --positive-label {self.positive_label}",
                 )
             matches = [
                 v
@@ -747,17 +1025,21 @@ class TabularPreprocessor:
                 if v == self.positive_label or _norm(v) == _norm(self.positive_label)
             ]
             if not matches:
-                raise ValueError(
+                raise DataError(
                     f"`positive_label` must be one of the target's labels {_names(labels)}. "
-                    f"Received: positive_label={self.positive_label!r}"
+                    f"Received: positive_label={self.positive_label!r}",
+                    cli_message=f"--positive-label must be one of the target's labels "
+                    f"{_names(labels)}. Received: --positive-label {self.positive_label}",
                 )
             labels = [v for v in labels if v is not matches[0]] + [matches[0]]
         result["classes"] = labels
         return result
 
-    def _fit_numeric(self, series, name, part, train_rows, state, values=None) -> str:
+    def _fit_numeric(
+        self, series, name, part, train_rows, state, values=None, placeholders=()
+    ) -> str:
         if values is None:
-            values = _numeric_values(series, name)
+            values = _numeric_values(series, name, placeholders)
             infinite = np.isinf(values)
             if infinite.any():
                 raise DataError(
@@ -781,6 +1063,8 @@ class TabularPreprocessor:
         if constant and not has_missing:
             return "constant"
         center, half = _scale_params(present, self.scaling)
+        if part is None and not constant:
+            _check_extremes(present, name)
         state["numeric"].append(
             {
                 "column": name,
@@ -986,7 +1270,8 @@ class TabularPreprocessor:
                 scaled = block.scaled[:, column]
             else:
                 if part is None:
-                    values = _numeric_values(frame[name], name)
+                    source = layout["sources"][name]
+                    values = _numeric_values(frame[name], name, source.get("placeholders", ()))
                 else:
                     if name not in datetimes:
                         datetimes[name] = _datetime_values(frame[name], name)
@@ -1040,16 +1325,12 @@ class TabularPreprocessor:
     def _category_slots(self, series, entry, layout, factorized=None) -> np.ndarray:
         name = entry["column"]
         source = layout["sources"][name]["source"]
-        if source == "text" and _is_number_dtype(series.dtype) and series.notna().any():
-            example = series.dropna().iloc[0]
-            raise DataError(
-                f"Column {name!r} held text when the model was trained, but it holds numbers "
-                f"now ({series.dtype}, such as {example!r}). Pass the column as text "
-                f"(`frame[{name!r}].astype(str)`)."
-            )
         lookup = layout["lookups"][id(entry)]
         missing_slot = MISSING_CODE if entry["missing"] else UNKNOWN_CODE
         codes, strings = factorized if factorized is not None else _factorize(series)
+        received = _category_source(series)
+        if received != source:
+            _check_same_kind(name, source, received, series.dtype, strings, lookup)
         table = np.array(
             [missing_slot if s is None else lookup.get(s, UNKNOWN_CODE) for s in strings]
             + [missing_slot],
@@ -1236,6 +1517,36 @@ class _SmallNumericBlock:
         halves = np.array([entry["half"] for entry in entries], np.float64)
         self.scaled = _apply_scale(values, centers, halves)
         self.columns = {name: index for index, name in enumerate(names)}
+
+
+_SOURCE_WORDS = {"bool": "booleans (True/False)", "number": "numbers", "text": "text"}
+
+
+def _check_same_kind(name, source, received, dtype, strings, lookup) -> None:
+    """Raise a DataError when a categorical column's values changed kind since training.
+
+    Values of another kind are accepted when each one is a training category as written (a
+    boolean column read back from a CSV as the texts ``"True"``/``"False"``, codes ``1, 2``
+    given as ``"1"``, ``"2"``); any other value means the column's kind changed (``1``/``0`` or
+    ``"yes"``/``"no"`` for a boolean column).
+    """
+    if source == "bool":
+        expected = {"True", "False"}
+        unknown = [s for s in strings if s is not None and s not in expected]
+    elif source == "number":
+        present = pd.Series([s for s in strings if s is not None], dtype=object)
+        unknown = present[pd.to_numeric(present, errors="coerce").isna()].tolist()
+    else:
+        unknown = [s for s in strings if s is not None and s not in lookup]
+    if not unknown:
+        return
+    known = [text for text, _ in sorted(lookup.items(), key=lambda item: item[1])][:5]
+    raise DataError(
+        f"Column {name!r} changed kind: it held {_SOURCE_WORDS[source]} when the model was "
+        f"trained (such as {_names(known)}), but it holds {_SOURCE_WORDS[received]} ({dtype}) "
+        f"now, such as {_names(unknown[:3])}. Pass the values the column held in training. "
+        f"Received: dtype={dtype}"
+    )
 
 
 def _write_column(outputs: list, row_sets: Sequence, position: int, vector: np.ndarray) -> None:

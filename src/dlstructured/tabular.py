@@ -23,12 +23,14 @@ import keras
 import numpy as np
 import pandas as pd
 
+from dlstructured import layers as _layers  # noqa: F401 - registers CategoryEmbedding for loading
 from dlstructured._checks import check_float, check_int
 from dlstructured._safe_loading import check_config_is_safe, read_keras_config
 from dlstructured._threadsafe import predict_on_batch
 from dlstructured.errors import DataError, IncompatibleModelError, ModelFileError
 from dlstructured.preprocessing import (
     TabularPreprocessor,
+    _names,
     _rows_with_target,
     check_format_version,
 )
@@ -328,6 +330,7 @@ class TabularModel(keras.Model):
         Raises:
             ValueError: If the path does not end in ``.keras``.
             FileExistsError: If the file exists and ``overwrite=False``.
+            FileNotFoundError: If the folder to save in does not exist (the message names it).
         """
         path = Path(os.fspath(filepath))
         if path.suffix != ".keras":
@@ -338,6 +341,11 @@ class TabularModel(keras.Model):
         if path.exists() and not overwrite:
             raise FileExistsError(f"{str(path)!r} exists and overwrite=False.")
         folder = path.parent if str(path.parent) else Path(".")
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"Cannot save {str(path)!r}: the folder {str(folder)!r} does not exist. Create it "
+                "first (`os.makedirs(folder, exist_ok=True)`)."
+            )
         handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".keras", dir=folder)
         os.close(handle)
         try:
@@ -394,6 +402,55 @@ def _auc(truth: np.ndarray, score: np.ndarray) -> float:
     )
 
 
+_MAX_CAUSE_CHARS = 300
+
+
+def _unregistered_classes(config: Any) -> list[str]:
+    """Registered names of dlstructured classes in a model configuration that Keras cannot find."""
+    found = []
+    stack = [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            name = item.get("registered_name")
+            if (
+                isinstance(name, str)
+                and name.startswith("dlstructured>")
+                and keras.saving.get_registered_object(name) is None
+                and name not in found
+            ):
+                found.append(name)
+            stack.extend(item.values())
+    return found
+
+
+def _load_failure(path: Path, config: Any, error: BaseException) -> str:
+    """A short message for a model file Keras could not rebuild: the file and what is missing.
+
+    Keras's own message repeats the whole configuration (thousands of characters); only its first
+    line is kept, cut to a few hundred characters.
+    """
+    missing = _unregistered_classes(config)
+    if missing:
+        return (
+            f"Could not load the model file {str(path)!r}: it uses {_names(missing)}, which this "
+            f"dlstructured ({_version()}) does not define. Load it with the dlstructured release "
+            "that wrote it."
+        )
+    cause = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    if len(cause) > _MAX_CAUSE_CHARS:
+        cause = cause[:_MAX_CAUSE_CHARS].rstrip() + " ..."
+    return f"Could not load the model file {str(path)!r}: {type(error).__name__}: {cause}"
+
+
+def _version() -> str:
+    from dlstructured import __version__
+
+    return __version__
+
+
 def load_model(path: str | os.PathLike) -> Any:
     """Load a model saved by :meth:`TabularModel.save` (or a plain Keras ``.keras`` model).
 
@@ -437,9 +494,7 @@ def load_model(path: str | os.PathLike) -> Any:
             if isinstance(cause, IncompatibleModelError):
                 raise cause from error
             cause = cause.__cause__ or cause.__context__
-        raise ModelFileError(
-            f"Could not load the model file {str(path)!r}: {type(error).__name__}: {error}"
-        ) from error
+        raise ModelFileError(_load_failure(path, config, error)) from error
     if not isinstance(model, keras.Model):
         raise ModelFileError(f"{str(path)!r} holds a {type(model).__name__}, not a model.")
     return model
