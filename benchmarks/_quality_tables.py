@@ -190,7 +190,8 @@ def mixed_synthetic(
 
     Args:
         rows: Number of rows.
-        numeric: Number of numeric columns. Defaults to 48.
+        numeric: Number of numeric columns, at least 8 (the target uses the first 8). Defaults
+            to 48.
         categorical: Number of text columns. Defaults to 12.
         missing: Share of each feature's values set missing (after the target is computed).
             Defaults to 0.05.
@@ -198,7 +199,12 @@ def mixed_synthetic(
 
     Returns:
         A :class:`Table` with target ``"y"``.
+
+    Raises:
+        ValueError: If ``numeric`` is below 8.
     """
+    if numeric < 8:
+        raise ValueError(f"numeric must be at least 8. Received: numeric={numeric}")
     rng = np.random.default_rng(seed)
     numbers = rng.standard_normal((rows, numeric))
     target = (
