@@ -52,6 +52,7 @@ def test_split_is_a_fixed_70_30_partition_of_the_rows():
     table = _regression_table(rows=200)
     train, test = split(table)
     assert (len(train), len(test)) == (140, 60)
+    assert (np.diff(train) > 0).all() and (np.diff(test) > 0).all()  # sorted, as documented
     assert np.array_equal(np.sort(np.concatenate([train, test])), np.arange(200))
     again_train, again_test = split(table)
     assert np.array_equal(train, again_train) and np.array_equal(test, again_test)
@@ -141,6 +142,11 @@ def test_a_confident_mistake_costs_a_large_finite_log_loss():
     found = quality.classification_metrics([1], np.array([[1.0, 0.0]]), [0, 1])
     assert found["accuracy"] == 0.0
     assert found["log_loss"] == pytest.approx(-np.log(quality.CLIP), rel=1e-6)
+
+
+def test_probabilities_that_do_not_sum_to_one_are_renormalized():
+    found = quality.classification_metrics(["a"], np.array([[0.2, 0.6]]), ["a", "b"])
+    assert found["log_loss"] == pytest.approx(np.log(4.0))  # 0.2 of 0.8 is a quarter
 
 
 def test_a_label_outside_the_classes_is_an_error():
@@ -242,6 +248,7 @@ def test_verdict_needs_a_strictly_better_main_metric_at_the_seed():
 
     assert quality.verdict("regression", sides(1.0, 2.0))["beats"] is True
     assert quality.verdict("regression", sides(2.0, 1.0))["beats"] is False
+    assert quality.verdict("regression", sides(1.0, 1.0))["beats"] is False
     assert quality.verdict("binary", sides(0.9, 0.8))["beats"] is True
     assert quality.verdict("binary", sides(0.9, 0.9))["beats"] is False  # a tie does not beat
     assert quality.verdict("regression", sides(1.0, 2.0), seed=1) is None
