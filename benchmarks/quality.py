@@ -31,7 +31,9 @@ classification. The first of each is the one a side wins on.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -346,7 +348,10 @@ def verdict(task: str, sides: dict, seed: int = 0) -> dict | None:
 
 
 def _fmt(value, spec: str = ".4g") -> str:
-    return "n/a" if value is None else format(value, spec)
+    """``n/a`` for no value; whole numbers with thousands separators from 1,000 up."""
+    if value is None:
+        return "n/a"
+    return format(value, ",.0f") if abs(value) >= 1000 else format(value, spec)
 
 
 def format_markdown(results: dict) -> str:
@@ -490,8 +495,12 @@ def run_table(name: str, options: argparse.Namespace, work: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    load_before = os.getloadavg()
     peak_start = matmul_peak_gflops()
     results: dict = {
+        "started_utc": started.isoformat(timespec="seconds"),
+        "load_average_before": load_before,
         "machine": machine_info(),
         "options": {key: value for key, value in vars(options).items()},
         "command": [sys.executable, *sys.argv],
@@ -505,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     peak_end = matmul_peak_gflops()
+    results["load_average_after"] = os.getloadavg()
     results["matmul_peak_gflops"] = {
         "start": peak_start,
         "end": peak_end,
