@@ -402,15 +402,32 @@ def format_markdown(results: dict) -> str:
             f"The default beats HistGradientBoosting at seed 0 on "
             f"{summary['beats_hgb_seed0']} of {summary['tables_compared']} tables.",
         ]
-    peak = results.get("matmul_peak_gflops")
-    if peak:
-        backend, commit = results["options"]["backend"], results["machine"]["git_commit"]
-        lines += [
-            "",
-            f"float32 matrix-product peak: {peak['best']:.0f} GFLOP/s; "
-            f"backend {backend}; commit {commit}.",
-        ]
-    return "\n".join(lines) + "\n"
+    return format_conditions(results) + "\n\n" + "\n".join(lines) + "\n"
+
+
+def format_conditions(results: dict) -> str:
+    """The run's conditions as a Markdown list: when, what, on which machine, under what load."""
+    machine, peak = results["machine"], results["matmul_peak_gflops"]
+    versions = ", ".join(f"{name} {version}" for name, version in machine["versions"].items()
+                         if version)  # fmt: skip
+    command = " ".join(["python", *results["command"][1:]])
+
+    def load(key: str) -> str:
+        return ", ".join(f"{value:.2f}" for value in results[key])
+
+    return "\n".join([
+        f"- run: {results['started_utc']} (UTC), commit {machine['git_commit']}",
+        f"- command: `{command}`",
+        f"- machine: {machine['cpu']}, {machine['usable_cpus']} usable of "
+        f"{machine['logical_cpus']} logical CPUs, {machine['memory_gib']} GiB memory; GPUs: "
+        f"{', '.join(machine['gpus']) or 'none found'}",
+        f"- versions: {versions}; backend of the command-line sides: "
+        f"{results['options']['backend']}",
+        f"- float32 2048x2048 matrix-product peak (numpy): {peak['start']:.0f} GFLOP/s at the "
+        f"start, {peak['end']:.0f} at the end",
+        f"- load average (1, 5, 15 min) before: {load('load_average_before')}; after: "
+        f"{load('load_average_after')}",
+    ])  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------

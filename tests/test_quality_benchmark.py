@@ -280,9 +280,14 @@ def test_markdown_lists_each_side_with_its_figures_and_the_verdicts():
                 "beats_hgb_seed0": None},
         },
         "summary": {"tables_compared": 1, "beats_hgb_seed0": 1},
-        "matmul_peak_gflops": {"best": 131.0},
+        "matmul_peak_gflops": {"start": 131.0, "end": 120.4, "best": 131.0},
         "options": {"backend": "jax"},
-        "machine": {"git_commit": "abc123"},
+        "machine": {"git_commit": "abc123", "cpu": "Some CPU", "usable_cpus": 2,
+                    "logical_cpus": 4, "memory_gib": 8.0, "gpus": [],
+                    "versions": {"numpy": "2.0", "jax": None}},
+        "started_utc": "2026-12-02T06:00:00+00:00",
+        "command": ["/venv/bin/python", "benchmarks/quality.py", "--seeds", "0"],
+        "load_average_before": [0.5, 0.25, 0.125], "load_average_after": [1.0, 1.0, 1.0],
     }  # fmt: skip
     text = quality.format_markdown(results)
     assert "| wine | default | mae | 0.6 ± 0.1414 | 0.5 | n/a | 2 | 1 |" in text
@@ -292,7 +297,10 @@ def test_markdown_lists_each_side_with_its_figures_and_the_verdicts():
     assert "| broken | default | failed: train exited with status 2 |" in text
     assert "| wine | mae | 0.5 | 0.6 | yes |" in text
     assert "on 1 of 1 tables" in text
-    assert "131 GFLOP/s" in text
+    assert "- command: `python benchmarks/quality.py --seeds 0`" in text
+    assert "peak (numpy): 131 GFLOP/s at the start, 120 at the end" in text
+    assert "2 usable of 4 logical CPUs" in text and "versions: numpy 2.0; backend" in text
+    assert "before: 0.50, 0.25, 0.12; after: 1.00" in text
 
 
 # ------------------------------------------------------------------------------------------
