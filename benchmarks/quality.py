@@ -232,17 +232,22 @@ def cli_train_command(
 def read_predictions(path: Path, table: Table, classes) -> dict:
     """A ``dlstructured predict --proba`` file as the arguments of :func:`_score`.
 
-    The ``probability_<label>`` columns are matched to ``classes`` by the label's text; a class
-    the file has no column for gets probability 0.
+    The ``probability_<label>`` columns are matched to ``classes`` by the label's text.
+
+    Raises:
+        ValueError: If the file has no probability column for one of the classes.
     """
     frame = pd.read_csv(path)
     if table.task == "regression":
         return {"predictions": frame["prediction"].to_numpy(dtype=float)}
     columns = [f"probability_{label}" for label in classes]
-    probabilities = np.column_stack(
-        [frame[c].to_numpy(dtype=float) if c in frame else np.zeros(len(frame)) for c in columns]
-    )
-    return {"probabilities": probabilities, "classes": classes}
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"{path} lacks the columns {missing} of the training classes; "
+            f"Received: columns={list(frame.columns)}"
+        )
+    return {"probabilities": frame[columns].to_numpy(dtype=float), "classes": classes}
 
 
 def run_cli_side(

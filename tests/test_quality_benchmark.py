@@ -227,9 +227,11 @@ def test_predictions_file_is_matched_to_the_classes_by_label(tmp_path):
     path = tmp_path / "pred.csv"
     pd.DataFrame({"prediction": [1, 0], "probability_1": [0.9, 0.2],
                   "probability_0": [0.1, 0.8]}).to_csv(path, index=False)  # fmt: skip
-    table = Table(pd.DataFrame({"x": [0.0], "label": [0]}), "label", "multiclass")
-    read = quality.read_predictions(path, table, classes=[0, 1, 2])
-    assert read["probabilities"].tolist() == [[0.1, 0.9, 0.0], [0.8, 0.2, 0.0]]
+    table = Table(pd.DataFrame({"x": [0.0], "label": [0]}), "label", "binary")
+    read = quality.read_predictions(path, table, classes=[0, 1])
+    assert read["probabilities"].tolist() == [[0.1, 0.9], [0.8, 0.2]]
+    with pytest.raises(ValueError, match=r"lacks the columns \['probability_2'\]"):
+        quality.read_predictions(path, table, classes=[0, 1, 2])
 
 
 # ------------------------------------------------------------------------------------------
