@@ -319,7 +319,12 @@ def summarize(runs: list[dict], metric_names) -> dict:
     for name in [*metric_names, "train_s", "train_s_per_1000_rows"]:
         values = np.array([run[name] for run in good if run.get(name) is not None], dtype=float)
         if len(values):
-            spread = float(np.std(values, ddof=1)) if len(values) > 1 else None
+            if len(values) < 2:
+                spread = None
+            elif np.all(values == values[0]):
+                spread = 0.0  # exactly, not 1e-16 from rounding
+            else:
+                spread = float(np.std(values, ddof=1))
             summary[name] = {
                 "mean": float(np.mean(values)),
                 "std": spread,

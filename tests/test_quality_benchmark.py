@@ -247,6 +247,8 @@ def test_summary_gives_mean_and_spread_over_the_good_runs_only():
     assert summary["mae"]["mean"] == pytest.approx(2.0)
     assert summary["mae"]["std"] == pytest.approx(np.std([1.0, 3.0], ddof=1))
     assert quality.summarize(runs[:1], ["mae"])["mae"]["std"] is None  # no spread from one run
+    same = [{"seed": seed, "accuracy": 0.9433962264150944} for seed in range(3)]
+    assert quality.summarize(same, ["accuracy"])["accuracy"]["std"] == 0.0  # exactly
 
 
 def test_verdict_needs_a_strictly_better_main_metric_at_the_seed():
