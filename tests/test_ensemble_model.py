@@ -81,9 +81,9 @@ def test_builder_with_prepared_data_returns_a_tabular_model(rng):
 
 def test_layers_match_numpy(rng):
     x = rng.normal(size=(5, 3)).astype("float32")
-    scale = FeatureScale()
-    scale.build(x.shape)
-    scale.scale.assign(np.array([1.0, 2.0, -0.5], "float32"))
+    scale = FeatureScale(rate_factor=6.0)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(scale(x)), x, rtol=1e-6)
+    scale.stored_scale.assign(np.array([1.0, 2.0, -0.5], "float32") / 6.0)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(scale(x)), x * [1.0, 2.0, -0.5])
 
     adapter = MemberAdapter(4, seed=1)
@@ -95,6 +95,8 @@ def test_layers_match_numpy(rng):
     dense = NTKDense(6, activation="selu", seed=2)
     y = keras.ops.convert_to_numpy(dense(out))
     w, b = (keras.ops.convert_to_numpy(v) for v in (dense.kernel, dense.bias))
+    stored = keras.ops.convert_to_numpy(dense.stored_bias)
+    np.testing.assert_allclose(b, 0.1 * stored, rtol=1e-6)  # learns at a tenth of W's pace
     z = out @ w / math.sqrt(3) + b
     selu = 1.0507009873554805 * np.where(z > 0, z, 1.6732632423543772 * (np.exp(z) - 1))
     np.testing.assert_allclose(y, selu, rtol=1e-5, atol=1e-6)

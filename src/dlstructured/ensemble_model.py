@@ -102,7 +102,7 @@ def ensemble_mlp(
 
     seeds = _layer_seeds(seed, 2 * len(hidden_units) + 2)
     model_inputs, x = _features(num_features, data, seeds[-1])
-    x = FeatureScale(name="feature_scale")(x)
+    x = FeatureScale(rate_factor=6.0, name="feature_scale")(x)
     x = MemberAdapter(members, seed=seeds[-2], name="member_adapter")(x)
     for index, units in enumerate(hidden_units, start=1):
         x = NTKDense(
