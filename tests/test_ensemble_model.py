@@ -163,12 +163,17 @@ def test_save_load_round_trip_in_safe_mode_gives_identical_predictions(rng, tmp_
     data = dl.prepare(_frame(rng), "y", scaling="robust", target_scaling="standard",
                       clip_target=True, seed=0)
     model = dl.ensemble_mlp(data, hidden_units=(8, 8), members=3, dropout_rate=0.1, seed=0)
-    dl.train(model, data, epochs=2, seed=0, learning_rate_schedule="log_cosine")
+    dl.train(model, data, epochs=5, seed=0, learning_rate_schedule="log_cosine",
+             early_stopping=False)
     path = tmp_path / "ensemble.keras"
     model.save(path)
     loaded = dl.load_model(path)  # checks the file, then loads with Keras safe mode on
     rows = _frame(np.random.default_rng(1), rows=30)
     np.testing.assert_array_equal(loaded.predict(rows), model.predict(rows))
+    members = model.network.predict(model.preprocessor.transform(rows), verbose=0)[..., 0]
+    assert members.std(axis=1).min() > 0  # trained members differ; predict gives their mean
+    mean = model.preprocessor.inverse_transform_target(members.mean(axis=1))
+    np.testing.assert_allclose(model.predict(rows), mean, rtol=1e-5)
     assert loaded.preprocessor.get_config() == model.preprocessor.get_config()
 
 
