@@ -175,6 +175,7 @@ def test_save_load_round_trip_in_safe_mode_gives_identical_predictions(rng, tmp_
     mean = model.preprocessor.inverse_transform_target(members.mean(axis=1))
     np.testing.assert_allclose(model.predict(rows), mean, rtol=1e-5)
     assert loaded.preprocessor.get_config() == model.preprocessor.get_config()
+    assert loaded.preprocessor.clip_target and loaded.preprocessor.scaling == "robust"
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -229,11 +230,13 @@ def test_label_smoothing_keeps_probabilities_away_from_0_and_1(rng):
     dl.train(sharp, x, y, **options)
     smooth = dl.binary_classifier(2, hidden_units=(16,), seed=0)
     dl.train(smooth, x, y, label_smoothing=0.2, **options)
-    p_sharp = sharp.predict(x, verbose=0)[:, 0]
-    smooth_p = smooth.predict(x, verbose=0)[:, 0]
-    # Smoothed targets are 0.1 / 0.9: confident outputs stay near them.
-    assert smooth_p.max() < 0.95 and smooth_p.min() > 0.05
-    assert p_sharp.max() > 0.97 and p_sharp.min() < 0.03
+    def confidence(model):
+        p = model.predict(x, verbose=0)[:, 0]
+        return np.median(np.maximum(p, 1 - p))
+
+    # Smoothed targets are 0.1 / 0.9: separable rows end near them, not at 0 / 1.
+    assert 0.8 < confidence(smooth) < 0.93
+    assert confidence(sharp) > 0.99
     with pytest.raises(ValueError, match="label_smoothing"):
         dl.train(dl.linear_unit(2), x, y, epochs=1, label_smoothing=0.1)
 
