@@ -26,6 +26,22 @@ validation split of the 70% (``prepare(valid_fraction=...)``). Candidates:
   best task metric;
 - ``ensemble_mae_fast``: MAE loss with three times the learning rate (0.06, near RealMLP's 0.07).
 
+Findings at 8a4f137 (2-core machine shared with other jobs, JAX; mean over the seeds shown):
+
+=============  ======  ========  ==========  ==============  ================  ==========
+table (seeds)  trees   course    ensemble    ensemble_mae    ensemble_val_los  ensemble_k1
+=============  ======  ========  ==========  ==============  ================  ==========
+red wine 012   0.4530  0.4846    0.4932      0.4733          -                 0.4930
+diabetes 12    47.03   45.28     43.67       44.71           -                 44.52
+california 0   31564   34738     (mae_fast:) 30582 (212 s)   -                 -
+ionosphere 12  0.9381  0.9381    0.8857      -               0.9571            0.9381
+breast c. 12   0.9503  0.9649    0.9561      -               0.9708            0.9620
+wine 12        0.9717  0.9623    0.9623      -               0.9623            0.9528
+=============  ======  ========  ==========  ==============  ================  ==========
+
+Keeping the epoch of the best validation accuracy picks early epochs on small validation sets
+(ties keep the first); the validation loss picks well. Trees still win red wine.
+
 Scores: MAE for regression (lower is better), accuracy for classification (higher is better).
 Times are the wall time of preparation plus training (JAX, compilation included) and the median
 time of ``TabularModel.predict`` on one raw row.
