@@ -23,6 +23,7 @@ PUBLIC_NAMES = {
     "binary_classifier",
     "dense_block",
     "dense_stack",
+    "ensemble_mlp",
     "linear_unit",
     "load_checkpoint",
     "multiclass_classifier",

@@ -314,7 +314,7 @@ def test_transform_needs_a_dataframe_and_a_fit():
 @pytest.mark.parametrize(
     ("options", "error", "message"),
     [
-        ({"scaling": "robust"}, ValueError, r"`scaling` must be one of 'minmax', 'standard'"),
+        ({"scaling": "quantile"}, ValueError, r"`scaling` must be one of 'minmax', 'standard'"),
         ({"missing": "drop"}, ValueError, "`missing` must be one of"),
         ({"target_scaling": "log"}, ValueError, "`target_scaling` must be one of"),
         ({"kinds": ["a"]}, TypeError, "`kinds` must be a dict"),

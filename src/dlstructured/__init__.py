@@ -46,6 +46,7 @@ _EXPORTS = {
     "dense_stack": "builders",
     "binary_classifier": "builders",
     "multiclass_classifier": "builders",
+    "ensemble_mlp": "ensemble_model",
     # data preparation (numpy/pandas only, no Keras)
     "prepare": "data",
     "PreparedData": "data",

@@ -505,6 +505,7 @@ def prepare(
     max_one_hot: int = DEFAULT_MAX_ONE_HOT,
     positive_label: Any = None,
     valid_fraction: float = 0.3,
+    clip_target: bool = False,
     split: str = "random",
     group_by: Any = None,
     drop: Sequence[Any] | None = None,
@@ -528,11 +529,14 @@ def prepare(
             Defaults to ``None``.
         kinds: Kind per column, overriding the inferred one: ``"numeric"``,
             ``"categorical"``, ``"datetime"`` or ``"ignore"``. Defaults to ``None``.
-        scaling: Numeric scaling, ``"minmax"`` (the course's) or ``"standard"``. Defaults to
-            ``"minmax"``.
+        scaling: Numeric scaling, ``"minmax"`` (the course's), ``"standard"`` or ``"robust"``
+            (median and interquartile range, then a smooth clip to (-3, 3); two-valued columns
+            become -1/+1). Defaults to ``"minmax"``.
         target_scaling: Regression target scaling for training, ``"minmax"`` (the course's),
             ``"standard"`` or ``None``; predictions are always in the target's units. Defaults
             to ``"minmax"``.
+        clip_target: For regression, clip predictions to the training part's target range.
+            Defaults to ``False``.
         missing: ``"impute"`` (median plus indicator) or ``"error"`` (raise, listing the
             columns with missing numbers). Defaults to ``"impute"``.
         max_one_hot: Most categories a column may have to be one-hot encoded; wider columns get
@@ -586,6 +590,7 @@ def prepare(
         missing=missing,
         max_one_hot=max_one_hot,
         positive_label=positive_label,
+        clip_target=clip_target,
     )
     valid_fraction, split, seed = _check_split_args(valid_fraction, split, seed)
     dropped = _check_drop(drop, frame, target)

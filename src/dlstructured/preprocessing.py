@@ -52,7 +52,7 @@ FORMAT_VERSION = 1
 """Version of the preprocessing configuration; a saved model records it."""
 
 KINDS = ("numeric", "categorical", "datetime", "ignore")
-SCALINGS = ("minmax", "standard")
+SCALINGS = ("minmax", "standard", "robust")
 TARGET_SCALINGS = ("minmax", "standard", "none")
 MISSING_POLICIES = ("impute", "error")
 TASK_NAMES = ("regression", "binary", "multiclass")
@@ -467,6 +467,8 @@ def _scale_params(values: np.ndarray, scaling: str) -> tuple[float, float]:
     if scaling == "minmax":
         low, high = float(values.min()), float(values.max())
         center, half = low, high * 0.5 - low * 0.5
+    elif scaling == "robust":
+        return _robust_params(values)
     else:
         size = float(np.abs(values).max())
         if size == 0.0:
@@ -510,6 +512,27 @@ def _check_extremes(present: np.ndarray, name: Any) -> None:
     _warn(
         message.format(python), ExtremeValuesWarning, cli_message=message.format(command_line)
     )
+
+
+def _robust_params(values: np.ndarray) -> tuple[float, float]:
+    """Robust scaling: ``(x - median) / IQR`` (half the range when the quartiles agree); a
+    column of two values maps to -1 and +1."""
+    low, high = float(values.min()), float(values.max())
+    if np.unique(values).size == 2:
+        return low * 0.5 + high * 0.5, high * 0.25 - low * 0.25
+    with np.errstate(over="ignore"):
+        first, third = (float(q) for q in np.quantile(values * 0.5, (0.25, 0.75)))
+    half = third - first
+    if not half > 0.0:
+        half = high * 0.25 - low * 0.25
+    if not (half > 0.0 and math.isfinite(half)):
+        half = 1.0
+    return _median(values), half
+
+
+def smooth_clip(values: np.ndarray, limit: float = 3.0) -> np.ndarray:
+    """``x / sqrt(1 + (x / limit)^2)``: about ``x`` near 0, never beyond ``+-limit``."""
+    return values / np.sqrt(1.0 + np.square(values / limit))
 
 
 def _median(values: np.ndarray) -> float:
@@ -649,11 +672,16 @@ class TabularPreprocessor:
         kinds: Kind per column name, overriding the inferred one: ``"numeric"``,
             ``"categorical"``, ``"datetime"`` or ``"ignore"`` (leave the column out). Defaults to
             ``None``.
-        scaling: ``"minmax"`` (to [0, 1] over the training part, the course's way) or
-            ``"standard"`` (zero mean, unit variance). Defaults to ``"minmax"``.
+        scaling: ``"minmax"`` (to [0, 1] over the training part, the course's way),
+            ``"standard"`` (zero mean, unit variance) or ``"robust"`` (RealMLP's: minus the
+            median, over the interquartile range, then smoothly clipped to (-3, 3) by
+            ``x / sqrt(1 + (x / 3)^2)``; a column of two values becomes -1/+1). Defaults to
+            ``"minmax"``.
         target_scaling: For regression, ``"minmax"`` (the course's way), ``"standard"`` or
             ``"none"``/``None``. Predictions always come back in the target's own units.
             Defaults to ``"minmax"``.
+        clip_target: For regression, clip predictions to the training part's target range.
+            Defaults to ``False``.
         missing: ``"impute"``: missing numbers become the training median, plus an indicator
             column; ``"error"``: missing numbers raise a :class:`DataError` listing the columns.
             Missing categories are always a category of their own. Defaults to ``"impute"``.
@@ -692,6 +720,7 @@ class TabularPreprocessor:
         missing: str = "impute",
         max_one_hot: int = DEFAULT_MAX_ONE_HOT,
         positive_label: Any = None,
+        clip_target: bool = False,
     ):
         if target is not None and not isinstance(target, (str, int)):
             raise TypeError(
@@ -722,6 +751,11 @@ class TabularPreprocessor:
             target_scaling = "none"
         check_choice("target_scaling", target_scaling, TARGET_SCALINGS)
         check_choice("missing", missing, MISSING_POLICIES)
+        if not isinstance(clip_target, bool):
+            raise TypeError(
+                f"`clip_target` must be True or False. Received: clip_target={clip_target!r}"
+            )
+        self.clip_target = clip_target
         max_one_hot = check_int("max_one_hot", max_one_hot, minimum=0)
         if positive_label is not None and not isinstance(positive_label, (str, int, float, bool)):
             raise TypeError(
@@ -996,6 +1030,8 @@ class TabularPreprocessor:
             if self.target_scaling != "none":
                 center, half = _scale_params(train_values, self.target_scaling)
                 result["target_offset"], result["target_half"] = center, half
+            if self.clip_target:
+                result["target_range"] = [float(train_values.min()), float(train_values.max())]
             return result
         labels = sorted({_native(v) for v in uniques}, key=_label_sort_key)
         if task == "binary" and len(labels) != 2:
@@ -1063,19 +1099,21 @@ class TabularPreprocessor:
         if constant and not has_missing:
             return "constant"
         center, half = _scale_params(present, self.scaling)
-        if part is None and not constant:
+        if part is None and not constant and self.scaling != "robust":
+            # Robust scaling with smooth clipping is not flattened by a few extreme values.
             _check_extremes(present, name)
-        state["numeric"].append(
-            {
-                "column": name,
-                "part": part,
-                "fill": _median(present),
-                "center": center,
-                "half": half,
-                "value": not constant,
-                "indicator": has_missing,
-            }
-        )
+        entry = {
+            "column": name,
+            "part": part,
+            "fill": _median(present),
+            "center": center,
+            "half": half,
+            "value": not constant,
+            "indicator": has_missing,
+        }
+        if self.scaling == "robust" and np.unique(present).size > 2:
+            entry["smooth_clip"] = True
+        state["numeric"].append(entry)
         return "number"
 
     def _fit_datetime(self, series, name, train_rows, state) -> str:
@@ -1289,6 +1327,8 @@ class TabularPreprocessor:
             if has_missing and self.missing == "error":
                 strict_missing.append(name)
             if entry["value"]:
+                if entry.get("smooth_clip"):
+                    scaled = smooth_clip(scaled)
                 _write_column(outputs, row_sets, value_position, scaled)
                 value_position += 1
             if entry["indicator"]:
@@ -1402,9 +1442,12 @@ class TabularPreprocessor:
         values = np.asarray(values)
         if state["task"] == "regression":
             with np.errstate(over="ignore", invalid="ignore"):
-                return (
+                result = (
                     values.astype(np.float64) * state["target_half"] * 2.0 + state["target_offset"]
                 )
+            if "target_range" in state:
+                result = np.clip(result, *state["target_range"])
+            return result
         return self.class_array[values.astype(np.int64)]
 
     @property
@@ -1432,6 +1475,8 @@ class TabularPreprocessor:
             "positive_label": self.positive_label,
             "state": None,
         }
+        if self.clip_target:
+            config["clip_target"] = True
         if self._state is not None:
             config["state"] = _plain(self._state)
         return config
@@ -1458,6 +1503,7 @@ class TabularPreprocessor:
             missing=config["missing"],
             max_one_hot=config["max_one_hot"],
             positive_label=config["positive_label"],
+            clip_target=config.get("clip_target", False),
         )
         state = config.get("state")
         if state is not None:

@@ -211,6 +211,8 @@ class TabularModel(keras.Model):
             # Keras's predict_on_batch is not thread-safe on JAX: a per-model lock makes it so.
             outputs.append(predict_on_batch(self.network, batch)[:count])
         result = outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+        if result.ndim == 3:  # an ensemble's members (ensemble_mlp): predict their mean
+            result = result.mean(axis=1)
         return np.asarray(result, dtype=np.float32).reshape(rows, units)
 
     def _outputs(self, rows: Any, batch_size: Any) -> tuple[pd.DataFrame, np.ndarray]:

@@ -437,9 +437,61 @@ def _split_rows(num_rows: int, fraction: float, seed: int | None):
     return np.sort(order[num_valid:]), np.sort(order[:num_valid])
 
 
-def _make_optimizer(optimizer: Any, learning_rate: float) -> Any:
+def _learning_rate(schedule: Any, learning_rate: float, epochs: int, rows: int, batch_size: int):
+    """The optimizer's learning rate: ``learning_rate``, or a schedule over the whole run."""
+    if schedule is None:
+        return learning_rate
+    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        return schedule
+    if schedule == "log_cosine":
+        from dlstructured.ensemble_layers import LogCosineRestarts
+
+        steps = epochs * -(-rows // min(batch_size, rows))
+        return LogCosineRestarts(learning_rate, total_steps=steps)
+    raise ValueError(
+        "`learning_rate_schedule` must be None, 'log_cosine' or a "
+        "keras.optimizers.schedules.LearningRateSchedule. Received: "
+        f"learning_rate_schedule={schedule!r}"
+    )
+
+
+def _loss_and_metrics(network: Any, policy: TaskPolicy, loss: Any, metrics: list, smoothing: Any):
+    """The loss and metrics ``train`` compiles with: the task's or the caller's, with label
+    smoothing, and for an ensemble (members on an output axis) the members' mean loss and
+    metrics of their mean prediction."""
+    from dlstructured import ensemble_layers
+
+    smoothing = check_float("label_smoothing", smoothing, minimum=0.0, maximum=1.0,
+                            max_inclusive=False)
+    if smoothing and (policy.name == "regression" or loss is not None):
+        raise ValueError(
+            "`label_smoothing` applies to classification with the task's loss. Received: "
+            f"label_smoothing={smoothing} with task={policy.name!r}"
+            + ("" if loss is None else f" and loss={loss!r}")
+        )
+    ensemble = ensemble_layers.has_member_axis(network)
+    if not ensemble and not smoothing:
+        return (policy.make_loss() if loss is None else as_loss_object(loss)), metrics
+    name = policy.loss if loss is None else loss
+    name = {"mean_absolute_error": "mae", "mean_squared_error": "mse"}.get(name, name)
+    if not isinstance(name, str) or name not in ensemble_layers.MEMBER_LOSSES:
+        valid = ", ".join(repr(n) for n in ensemble_layers.MEMBER_LOSSES)
+        raise ValueError(
+            f"An ensemble model trains with one of the losses {valid}. Received: loss={loss!r}"
+        )
+    loss_object = ensemble_layers.MemberMeanLoss(name, label_smoothing=smoothing, name="loss")
+    if ensemble:
+        metrics = [ensemble_layers.MemberMeanMetric(metric) for metric in metrics]
+    return loss_object, metrics
+
+
+def _make_optimizer(optimizer: Any, learning_rate: Any, beta_2: float = 0.999) -> Any:
     if optimizer is None:
-        return keras.optimizers.Adam(learning_rate=learning_rate)
+        if beta_2 == 0.999:
+            return keras.optimizers.Adam(learning_rate=learning_rate)
+        beta_2 = check_float("adam_beta_2", beta_2, minimum=0.0, maximum=1.0,
+                             max_inclusive=False)
+        return keras.optimizers.Adam(learning_rate=learning_rate, beta_2=beta_2)
     if isinstance(optimizer, str):
         try:
             return keras.optimizers.get(
@@ -527,6 +579,9 @@ def train(
     on_interrupt: str = "return",
     checkpoint_dir: Any = None,
     resume: bool = False,
+    adam_beta_2: float = 0.999,
+    label_smoothing: float = 0.0,
+    learning_rate_schedule: Any = None,
 ) -> TrainingResult:
     """Compile and train a model, with early stopping, and return its learning curves and metrics.
 
@@ -594,6 +649,15 @@ def train(
         resume: Continue the run saved in ``checkpoint_dir`` from its next epoch, with its
             weights, optimizer state, history, early-stopping state and seed; pass the same
             model, data and settings as the interrupted run. Defaults to ``False``.
+        adam_beta_2: Adam's ``beta_2`` when ``optimizer`` is ``None`` (RealMLP trains with
+            ``0.95``). Defaults to ``0.999``, Keras's.
+        label_smoothing: For classification with the task's loss, the share of the target
+            spread evenly over the classes (RealMLP uses ``0.1``). Defaults to ``0.0``.
+        learning_rate_schedule: ``None`` (a constant ``learning_rate``), ``"log_cosine"``
+            (:class:`~dlstructured.ensemble_layers.LogCosineRestarts` peaking at
+            ``learning_rate``, over all the steps of ``epochs``) or a Keras
+            ``LearningRateSchedule``, for the optimizer built from ``optimizer``. Defaults to
+            ``None``.
 
     Returns:
         A :class:`TrainingResult`.
@@ -732,7 +796,8 @@ def train(
     mode = "max" if any(k in monitor for k in ("accuracy", "auc")) else "min"
     watcher = _Monitor(monitor, mode, stopping)
     all_callbacks: list[Any] = [watcher]
-    optimizer = _make_optimizer(optimizer, learning_rate)
+    rate = _learning_rate(learning_rate_schedule, learning_rate, epochs, len(x_train), batch_size)
+    optimizer = _make_optimizer(optimizer, rate, adam_beta_2)
     if checkpoint_dir is not None:
         all_callbacks.append(checkpoints.CheckpointWriter(
             checkpoint_dir, watcher, save_model=model, optimizer=optimizer, seed=shuffle_seed,
@@ -744,7 +809,9 @@ def train(
     callback_list = keras.callbacks.CallbackList(
         all_callbacks, add_history=False, add_progbar=False, model=network
     )
-    loss_object = policy.make_loss() if loss is None else as_loss_object(loss)
+    loss_object, metric_objects = _loss_and_metrics(
+        network, policy, loss, metric_objects, label_smoothing
+    )
     _reset_dropout_seeds(network, shuffle_seed)
     engine_name, engine_fit = _select_engine(engine)
     initial_epoch = 0
