@@ -12,10 +12,11 @@
 - ``checkpoint.json``: a small pointer naming the current state folder.
 
 Every write is atomic (through :mod:`dlstructured._io`): files are written aside in the same
-folder, flushed to disk, then renamed over the old ones with ``os.replace``; a state folder is complete before the pointer names it, and
-older state folders are deleted only afterwards. A process killed at any moment leaves the
-previous checkpoint intact and loadable. Only ``.keras``, ``.npz`` (``allow_pickle=False``) and
-JSON files are written: loading a checkpoint never unpickles anything.
+folder, flushed to disk, then renamed over the old ones with ``os.replace``; a state folder is
+complete before the pointer names it, and older state folders are deleted only afterwards. A
+process killed at any moment leaves the previous checkpoint intact and loadable. Only ``.keras``,
+``.npz`` (``allow_pickle=False``) and JSON files are written: loading a checkpoint never
+unpickles anything.
 """
 
 from __future__ import annotations

@@ -637,7 +637,7 @@ def _train_config(args: argparse.Namespace, given: set[str]) -> tuple[Any, Any, 
         raise UsageError("train needs DATA and --target COL (or --resume DIR to continue a run)")
     unused = [_flag(name) for name in _HIDDEN_LAYER_OPTIONS if name in given
               and getattr(args, name) not in (0, False)]
-    if getattr(args, "model") == "linear" and unused:
+    if args.model == "linear" and unused:
         raise UsageError(
             f"--model linear has no hidden layer, so {' and '.join(unused)} would do nothing; "
             f"leave {'them' if len(unused) > 1 else 'it'} out, or use --model dense")

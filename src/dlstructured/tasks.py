@@ -2,8 +2,8 @@
 
 Builders read the output activation from it, training reads the loss and metrics, the run
 configuration and the command line read the task names, and :func:`dlstructured.fit_table` reads
-which builder makes each task's network. Metric names are fixed here so that history columns never drift (no
-``auc_1`` when a notebook builds a second model).
+which builder makes each task's network. Metric names are fixed here so that history columns
+never drift (no ``auc_1`` when a notebook builds a second model).
 """
 
 from __future__ import annotations
