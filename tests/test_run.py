@@ -143,7 +143,10 @@ def test_the_command_line_resumes_a_0_1_0_run_folder(tmp_path, capsys):
     out = copy_of_the_0_1_0_run(tmp_path)
     done_before = json.loads((out / "checkpoints" / "checkpoint.json").read_text())["epoch"]
     assert done_before < 10
-    status = main(["train", "--resume", str(out)])
+    # The run was trained on JAX, and `--resume DIR` alone resumes it on JAX; a session on
+    # TensorFlow, where Keras is imported already, resumes it there (--backend wins).
+    on_tensorflow = keras.backend.backend() != "jax"
+    status = main(["train", "--resume", str(out), *(["--backend", "tensorflow"] * on_tensorflow)])
     err = capsys.readouterr().err
     assert status == 0, err
     assert "holds no fingerprint of the data" in err
