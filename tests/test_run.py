@@ -125,7 +125,7 @@ def test_resume_of_a_dataframe_run_takes_the_frame_again_and_checks_it(tmp_path)
         resume_run(out)
     changed = table()
     changed.loc[0, "x1"] += 1
-    with pytest.raises(DataError, match=r"the data the DataFrame changed .*content changed"):
+    with pytest.raises(DataError, match=r"the DataFrame changed .*content changed"):
         fit_table(changed, "y", out=out, resume=True)
 
 

@@ -621,9 +621,10 @@ def _out_of_memory(error: BaseException) -> bool:
 _HIDDEN_LAYER_OPTIONS = ("hidden_units", "activation", "dropout_rate", "batch_norm")
 
 
-def _train_config(args: argparse.Namespace, given: set[str]) -> tuple[Any, Any, Path, Any]:
-    """(data, target, output folder, RunConfig) of ``train``; resuming, the run's config with
-    the flags given applied (the library refuses those that conflict with the run)."""
+def _train_config(args: argparse.Namespace, given: set[str]) -> tuple[Any, ...]:
+    """(data, target, output folder, RunConfig, backend) of ``train``; resuming, the run's
+    config with the flags given applied (the library refuses those that conflict with the run),
+    on the run's backend unless ``--backend`` is given."""
     from dlstructured.run import read_run_record, same_file
 
     changes = {name: getattr(args, name) for name in given & set(CONFIG_FIELDS)}
@@ -632,7 +633,9 @@ def _train_config(args: argparse.Namespace, given: set[str]) -> tuple[Any, Any, 
         if args.out is not None and not same_file(args.out, out):
             raise UsageError(f"--resume writes into {str(out)!r}, but --out {args.out!r} was "
                              "given; leave --out out")
-        return args.data, args.target, out, read_run_record(out).config.replace(**changes)
+        record = read_run_record(out)
+        return (args.data, args.target, out, record.config.replace(**changes),
+                args.backend or record.backend)
     if args.data is None or args.target is None:
         raise UsageError("train needs DATA and --target COL (or --resume DIR to continue a run)")
     unused = [_flag(name) for name in _HIDDEN_LAYER_OPTIONS if name in given
@@ -642,7 +645,7 @@ def _train_config(args: argparse.Namespace, given: set[str]) -> tuple[Any, Any, 
             f"--model linear has no hidden layer, so {' and '.join(unused)} would do nothing; "
             f"leave {'them' if len(unused) > 1 else 'it'} out, or use --model dense")
     out = Path(args.out) if args.out else Path("runs") / _stem(args.data)
-    return args.data, args.target, out, RunConfig(**changes)
+    return args.data, args.target, out, RunConfig(**changes), args.backend
 
 
 def _stem(path: str) -> str:
@@ -653,12 +656,7 @@ def _stem(path: str) -> str:
 
 
 def _cmd_train(args: argparse.Namespace, console: _Console) -> int:
-    data, target, out, config = _train_config(args, _given_options(args.argv))
-    backend = args.backend
-    if args.resume is not None and backend is None:
-        from dlstructured.run import read_run_record
-
-        backend = read_run_record(out).backend
+    data, target, out, config, backend = _train_config(args, _given_options(args.argv))
     with _keras_backend(backend, hide_extras=args.whole_process):
         return _fit(data, target, config, out=out, resume=args.resume is not None,
                     console=console)
@@ -667,7 +665,7 @@ def _cmd_train(args: argparse.Namespace, console: _Console) -> int:
 def _fit(data: Any, target: Any, config: RunConfig, *, out: Path, resume: bool,
          console: _Console) -> int:
     """Train with :func:`dlstructured.fit_table`, print the metrics, return the exit status."""
-    from dlstructured.run import fit_table
+    from dlstructured.run import OUTPUT_FILES, fit_table
     from dlstructured.training import TrainingDivergedWarning, TrainingInterruptedWarning
 
     if config.patience and not config.valid_fraction:
@@ -682,7 +680,7 @@ def _fit(data: Any, target: Any, config: RunConfig, *, out: Path, resume: bool,
                             verbose=0 if console.quiet else 1)
     result = run.result
     console.result(_metrics_table(result))
-    console.result(f"wrote {', '.join(name for name in _written())} to {out}")
+    console.result(f"wrote {', '.join(OUTPUT_FILES)} to {out}")
     if result.diverged:
         console.error(
             f"training diverged at epoch {result.diverged_epoch} (the loss became NaN or "
@@ -694,12 +692,6 @@ def _fit(data: Any, target: Any, config: RunConfig, *, out: Path, resume: bool,
         console.error(f"interrupted after {result.epochs_run} epochs; wrote the model so far")
         return EXIT_INTERRUPTED
     return EXIT_OK
-
-
-def _written() -> tuple[str, ...]:
-    from dlstructured.run import OUTPUT_FILES
-
-    return OUTPUT_FILES
 
 
 def _metrics_table(result: Any) -> str:

@@ -406,7 +406,8 @@ def _check_fingerprint(record: RunRecord, now: dict[str, Any], source: str, out:
         changes.append(f"columns removed: {', '.join(c for c in old if c not in new)}")
     if [c for c in new if c not in old]:
         changes.append(f"columns added: {', '.join(c for c in new if c not in old)}")
-    message = (f"{{}}the data {source} changed since the run started "
+    subject = source if source == "the DataFrame" else f"the data {source}"
+    message = (f"{{}}{subject} changed since the run started "
                f"({'; '.join(changes or ['content changed'])}), and the checkpoint was trained "
                "on the old data; put the original data back, or start a new run{}")
     raise DataError(message.format("", ""),
