@@ -1,4 +1,9 @@
-"""The command line, run in a subprocess on small real files (CSV and Parquet) made per test."""
+"""The command line on small real files (CSV and Parquet) made per test.
+
+Most commands run in this process through ``main([...])``; a few run as real subprocesses, for
+what only a process shows: signals, the imports of a JAX run, Keras loaded without its extras,
+and one end-to-end train, predict and evaluate.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,7 +30,7 @@ if BACKEND not in ("jax", "tensorflow"):
 backend_independent = pytest.mark.skipif(
     BACKEND != "jax", reason="does not depend on the backend; runs in the JAX session"
 )
-TINY = ["--epochs", "3", "--hidden", "8,8", "--batch-size", "16", "--patience", "0"]
+TINY = ["--epochs", "3", "--hidden-units", "8,8", "--batch-size", "16", "--patience", "0"]
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -86,6 +92,16 @@ def _run_python(script: str, cwd: Path, **env: str) -> subprocess.CompletedProce
     )
 
 
+def main_in_process(capsys, *args: Any) -> subprocess.CompletedProcess:
+    """``dlstructured ARGS`` run by ``main`` in this process, reported as a subprocess is."""
+    from dlstructured.cli import main
+
+    capsys.readouterr()
+    status = main([str(arg) for arg in args])
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(args, status, captured.out, captured.err)
+
+
 def one_error_line(completed: subprocess.CompletedProcess) -> str:
     lines = [line for line in completed.stderr.splitlines() if line.strip()]
     assert completed.returncode == 2, completed.stderr
@@ -129,7 +145,7 @@ def test_train_predict_evaluate_on_csv(tmp_path: Path, wine_csv: Path) -> None:
     assert metrics["backend"] == BACKEND
     assert metrics["epochs_run"] == 3
     assert metrics["rows"] == {"train": 56, "valid": 24}
-    assert metrics["options"]["hidden"] == [8, 8]
+    assert metrics["config"]["hidden_units"] == [8, 8]
     assert np.isfinite(metrics["final"]["val_loss"])
     history = pd.read_csv(out / "history.csv")
     assert list(history["epoch"]) == [1, 2, 3]
@@ -168,10 +184,12 @@ def test_train_predict_evaluate_on_csv(tmp_path: Path, wine_csv: Path) -> None:
     assert "mae" in reported and float(reported["mae"]) >= 0
 
 
-def test_binary_parquet_predict_with_probabilities(tmp_path: Path) -> None:
+def test_binary_parquet_predict_with_probabilities(tmp_path: Path, capsys, monkeypatch) -> None:
     pytest.importorskip("pyarrow")
+    monkeypatch.chdir(tmp_path)
     binary_frame().to_parquet(tmp_path / "ion.parquet")
-    trained = run_cli(
+    trained = main_in_process(
+        capsys,
         "train",
         "ion.parquet",
         "--target",
@@ -181,7 +199,6 @@ def test_binary_parquet_predict_with_probabilities(tmp_path: Path) -> None:
         "--backend",
         BACKEND,
         *TINY,
-        cwd=tmp_path,
     )
     assert trained.returncode == 0, trained.stderr
     assert trained.stdout == ""  # --quiet: no table, no progress, no notices of ours
@@ -189,9 +206,8 @@ def test_binary_parquet_predict_with_probabilities(tmp_path: Path) -> None:
     model = tmp_path / "runs" / "ion" / "model.keras"  # the default output folder
     assert json.loads(model.with_name("metrics.json").read_text())["task"] == "binary"
 
-    predicted = run_cli(
-        "predict", str(model), "ion.parquet", "--proba", "--backend", BACKEND, cwd=tmp_path
-    )
+    predicted = main_in_process(capsys, "predict", model, "ion.parquet", "--proba",
+                                "--backend", BACKEND)
     assert predicted.returncode == 0, predicted.stderr
     lines = predicted.stdout.strip().splitlines()
     assert lines[0].split(",")[0] == "prediction" and len(lines) == 81
@@ -251,21 +267,23 @@ def test_keras_loads_without_its_optional_extras_and_they_still_import_later(tmp
     assert (tmp_path / "run" / "learning_curves.png").stat().st_size > 1000
 
 
-def test_chosen_metrics_are_what_the_run_reports(tmp_path: Path) -> None:
+def test_chosen_metrics_are_what_the_run_reports(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
     binary_frame().to_csv(tmp_path / "ion.csv", index=False)
     common = ("--target", "Class", "--quiet", "--backend", BACKEND, *TINY)
-    trained = run_cli(
-        "train", "ion.csv", "--metrics", "binary_accuracy", "--out", "one", *common, cwd=tmp_path
+    trained = main_in_process(
+        capsys, "train", "ion.csv", "--metrics", "binary_accuracy", "--out", "one", *common
     )
     assert trained.returncode == 0, trained.stderr
     summary = json.loads((tmp_path / "one" / "metrics.json").read_text())
     assert sorted(summary["final"]) == [
         "binary_accuracy", "loss", "val_binary_accuracy", "val_loss"
     ]
-    assert json.loads((tmp_path / "one" / "run.json").read_text())["options"]["metrics"] == [
+    assert json.loads((tmp_path / "one" / "run.json").read_text())["config"]["metrics"] == [
         "binary_accuracy"
     ]
-    bare = run_cli("train", "ion.csv", "--metrics", "none", "--out", "two", *common, cwd=tmp_path)
+    bare = main_in_process(capsys, "train", "ion.csv", "--metrics", "none", "--out", "two",
+                           *common)
     assert bare.returncode == 0, bare.stderr
     summary = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert sorted(summary["final"]) == ["loss", "val_loss"]
@@ -281,8 +299,10 @@ def test_chosen_metrics_are_what_the_run_reports(tmp_path: Path) -> None:
         (["train", "garbage.csv", "--target", "y"], "Could not read"),
         (["train", "folder", "--target", "y"], "is a folder"),
         (["train", "t.csv", "--target", "y", "--epochs", "-1"], "argument --epochs"),
-        (["train", "t.csv", "--target", "y", "--dropout", "1.5"], "argument --dropout"),
-        (["train", "t.csv", "--target", "y", "--hidden", "64,x"], "argument --hidden"),
+        (["train", "t.csv", "--target", "y", "--dropout", "1.5"], "argument --dropout-rate"),
+        (["train", "t.csv", "--target", "y", "--dropout-rate", "1"], "`dropout_rate` must be"),
+        (["train", "t.csv", "--target", "y", "--hidden", "64,x"], "argument --hidden-units"),
+        (["train", "t.csv", "--target", "y", "--hidden-units", "0"], "argument --hidden-units"),
         (["train", "t.csv", "--target", "y", "--model", "huge"], "argument --model"),
         (["train", "t.csv", "--target", "y", "--valid-fraction", "1"], "--valid-fraction"),
         (["train", "t.csv"], "--target"),
@@ -293,27 +313,30 @@ def test_chosen_metrics_are_what_the_run_reports(tmp_path: Path) -> None:
         (["predict", "fake.keras", "t.csv"], "cannot load the model"),
     ],
 )
-def test_bad_input_prints_one_line_and_exits_2(tmp_path: Path, args, expected) -> None:
+def test_bad_input_prints_one_line_and_exits_2(tmp_path, capsys, monkeypatch, args, expected):
+    monkeypatch.chdir(tmp_path)
     regression_frame(rows=10).to_csv(tmp_path / "t.csv", index=False)
     (tmp_path / "garbage.csv").write_bytes(b"\xff\xfe\x00\x81\x82" * 50)
     (tmp_path / "folder").mkdir()
     (tmp_path / "fake.keras").write_text("not a zip file")
-    line = one_error_line(run_cli(*args, cwd=tmp_path))
+    line = one_error_line(main_in_process(capsys, *args))
     assert expected in line
 
 
 @backend_independent
-def test_debug_shows_the_traceback(tmp_path: Path) -> None:
-    completed = run_cli("train", "missing.csv", "--target", "y", "--debug", cwd=tmp_path)
+def test_debug_shows_the_traceback(tmp_path: Path, capsys) -> None:
+    completed = main_in_process(capsys, "train", tmp_path / "missing.csv", "--target", "y",
+                                "--debug")
     assert completed.returncode == 2
     assert "Traceback" in completed.stderr
     assert completed.stderr.rstrip().splitlines()[-1].startswith("dlstructured: error: ")
 
 
-def test_bad_activation_is_a_usage_error(tmp_path: Path) -> None:
+def test_bad_activation_is_a_usage_error(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
     regression_frame(rows=20).to_csv(tmp_path / "t.csv", index=False)
     line = one_error_line(
-        run_cli("train", "t.csv", "--target", "y", "--activation", "wiggle", *TINY, cwd=tmp_path)
+        main_in_process(capsys, "train", "t.csv", "--target", "y", "--activation", "wiggle", *TINY)
     )
     assert "activation" in line and "wiggle" in line
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.keras"))
@@ -334,7 +357,7 @@ def test_sigterm_writes_what_was_trained_and_exits_130(tmp_path: Path) -> None:
             "run",
             "--epochs",
             "100000",
-            "--hidden",
+            "--hidden-units",
             "8",
             "--patience",
             "0",
@@ -370,10 +393,9 @@ def test_sigterm_writes_what_was_trained_and_exits_130(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_demo_trains_both_models(tmp_path: Path) -> None:
-    completed = run_cli(
-        "demo", "--out", "demo", "--epochs", "2", "--backend", BACKEND, cwd=tmp_path
-    )
+def test_demo_trains_both_models(tmp_path: Path, capsys) -> None:
+    completed = main_in_process(capsys, "demo", "--out", tmp_path / "demo", "--epochs", "2",
+                                "--backend", BACKEND)
     assert completed.returncode == 0, completed.stderr
     for name, task in (("diabetes", "regression"), ("breast_cancer", "binary")):
         folder = tmp_path / "demo" / name
@@ -388,8 +410,9 @@ def test_docstring_examples_of_the_command_line_modules(capsys) -> None:
 
     import dlstructured.cli
     import dlstructured.datasets
+    import dlstructured.run
 
-    for module in (dlstructured.cli, dlstructured.datasets):
+    for module in (dlstructured.cli, dlstructured.datasets, dlstructured.run):
         failed, attempted = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert attempted > 0 and failed == 0, module.__name__
 
@@ -399,7 +422,7 @@ def test_interrupted_run_resumes_to_the_full_epoch_count(tmp_path: Path) -> None
     epochs = 3000
     process = subprocess.Popen(
         [sys.executable, "-m", "dlstructured", "train", "t.csv", "--target", "y", "--out", "run",
-         "--epochs", str(epochs), "--hidden", "8", "--patience", "0", "--backend", BACKEND],
+         "--epochs", str(epochs), "--hidden-units", "8", "--patience", "0", "--backend", BACKEND],
         cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     seen: list[str] = []
@@ -507,10 +530,39 @@ def test_a_first_signal_is_only_noted_inside_a_deferred_stretch_and_raises_outsi
         assert len(cli._signals.received) == 3
 
 
-def test_resume_needs_a_folder_started_by_train(tmp_path: Path) -> None:
+def test_resume_needs_a_folder_started_by_train(tmp_path: Path, capsys) -> None:
     (tmp_path / "empty").mkdir()
-    result = run_cli("train", "--resume", "empty", cwd=tmp_path)
-    assert result.returncode == 2
-    assert "run.json" in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    missing = run_cli("train", cwd=tmp_path)
-    assert missing.returncode == 2 and "--target" in missing.stderr
+    line = one_error_line(main_in_process(capsys, "train", "--resume", tmp_path / "empty"))
+    assert "--resume" in line and "has no run.json" in line and "--out folder" in line
+    assert "--target" in one_error_line(main_in_process(capsys, "train"))
+
+
+@backend_independent
+def test_old_flags_are_aliases_of_the_python_names() -> None:
+    from dlstructured.cli import build_parser
+
+    parse = build_parser().parse_args
+    old = parse(["train", "t.csv", "--target", "y", "--hidden", "4,4", "--dropout", "0.25"])
+    new = parse(["train", "t.csv", "--target", "y", "--hidden-units", "4,4",
+                 "--dropout-rate", "0.25"])
+    assert (old.hidden_units, old.dropout_rate) == (new.hidden_units, new.dropout_rate)
+    assert (new.hidden_units, new.dropout_rate) == ((4, 4), 0.25)
+    assert not hasattr(new, "hidden") and not hasattr(new, "dropout")
+
+
+@backend_independent
+def test_every_run_config_field_is_a_train_flag_with_its_default() -> None:
+    import dataclasses
+
+    from dlstructured import RunConfig
+    from dlstructured.cli import build_parser
+
+    args = vars(build_parser().parse_args(["train", "t.csv", "--target", "y"]))
+    fields = {item.name for item in dataclasses.fields(RunConfig)}
+    assert fields <= set(args)
+    assert RunConfig(**{name: args[name] for name in fields}) == RunConfig()
+
+
+def test_command_line_code_stays_a_thin_shell() -> None:
+    modules = [path for path in SRC.rglob("*.py") if "cli" in str(path.relative_to(SRC))]
+    assert sum(len(path.read_text().splitlines()) for path in modules) <= 800

@@ -20,10 +20,11 @@ import pytest
 
 import dlstructured
 from dlstructured.builders import MAX_PARAMETERS
-from dlstructured.cli import _one_line, _out_of_memory, _positive_label, main
+from dlstructured.cli import _one_line, _out_of_memory, main
+from dlstructured.run import positive_label_of
 from dlstructured.tasks import as_metric_objects
 
-TINY = ["--epochs", "2", "--hidden", "4", "--batch-size", "16", "--patience", "0"]
+TINY = ["--epochs", "2", "--hidden-units", "4", "--batch-size", "16", "--patience", "0"]
 
 
 def regression_frame(rows: int = 40, seed: int = 0) -> pd.DataFrame:
@@ -145,7 +146,7 @@ def test_drop_and_kinds_leave_columns_out_without_a_notice(capsys, tmp_path):
                          "--out", tmp_path / "run", *TINY)
     assert status == 0, err
     assert "'const'" not in err and "'user'" not in err
-    options = json.loads((tmp_path / "run" / "run.json").read_text())["options"]
+    options = json.loads((tmp_path / "run" / "run.json").read_text())["config"]
     assert options["drop"] == ["const"]
     assert options["kinds"] == {"user": "ignore", "x2": "ignore"}
     assert "(1 features" in err  # x1 alone
@@ -171,14 +172,14 @@ def test_bad_drop_and_kinds_name_the_flag(capsys, tmp_path, flag, value, expecte
 
 def test_positive_label_is_matched_as_text_against_any_label_type():
     numbers = pd.DataFrame({"t": [0, 1, 1, 0]})
-    assert _positive_label(numbers, "t", "0") == 0
-    assert _positive_label(numbers, "t", "1.0") == 1
+    assert positive_label_of(numbers, "t", "0") == 0
+    assert positive_label_of(numbers, "t", "1.0") == 1
     flags = pd.DataFrame({"t": [True, False, True]})
-    assert _positive_label(flags, "t", "true") is True
-    assert _positive_label(flags, "t", "False") is False
+    assert positive_label_of(flags, "t", "true") is True
+    assert positive_label_of(flags, "t", "False") is False
     words = pd.DataFrame({"t": ["yes", "no"]})
-    assert _positive_label(words, "t", "yes") == "yes"
-    assert _positive_label(words, "t", None) is None
+    assert positive_label_of(words, "t", "yes") == "yes"
+    assert positive_label_of(words, "t", None) is None
 
 
 def test_positive_label_decides_which_class_is_one(capsys, tmp_path):
@@ -251,7 +252,8 @@ def finished_run(capsys, tmp_path) -> tuple[Path, Path]:
     ("given", "expected"),
     [
         (["--task", "binary"], "--task binary was given, but the run in .* without --task;"),
-        (["--hidden", "8,8"], "--hidden 8,8 was given, but .* started with --hidden 4;"),
+        (["--hidden", "8,8"],
+         "--hidden-units 8,8 was given, but .* started with --hidden-units 4;"),
         (["--epochs", "1"], "--epochs 1 was given, but .* with --epochs 2;"),
         (["--batch-norm"], "with --batch-norm was given, but .* without --batch-norm;"),
         (["--drop", "x2"], "with --drop x2 was given, but .* without --drop;"),
@@ -271,18 +273,20 @@ def test_resume_accepts_equal_options_and_a_larger_epochs_extends_the_run(capsys
     status, _, err = run(capsys, "train", data, "--target", "y", "--hidden", "4", "--epochs",
                          "2", "--resume", out, "--quiet")
     assert status == 0, err
+    status, _, err = run(capsys, "train", "--hidden-units", "4", "--resume", out, "--quiet")
+    assert status == 0, err
     assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 2
     status, _, err = run(capsys, "train", "--epochs", "3", "--resume", out, "--quiet")
     assert status == 0, err
     assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 3
-    assert json.loads((out / "run.json").read_text())["options"]["epochs"] == 3
+    assert json.loads((out / "run.json").read_text())["config"]["epochs"] == 3
 
 
 def test_resume_refuses_data_that_changed_since_the_run_started(capsys, finished_run):
     data, out = finished_run
     regression_frame(rows=30).to_csv(data, index=False)
     line = error_line(capsys, "train", "--resume", out)
-    assert f"the data file {str(data.resolve())!r} changed" in line and "rows 40 -> 30" in line
+    assert f"the data {str(data.resolve())!r} changed" in line and "rows 40 -> 30" in line
     frame = regression_frame()
     frame["y"] *= 100
     frame.to_csv(data, index=False)
@@ -293,10 +297,12 @@ def test_resume_refuses_data_that_changed_since_the_run_started(capsys, finished
 def test_resume_of_a_run_without_fingerprint_goes_on_with_a_notice(capsys, finished_run):
     data, out = finished_run
     record = json.loads((out / "run.json").read_text())
-    del record["fingerprint"]
-    for name in ("kinds", "drop", "positive_label", "sep", "encoding"):  # as 0.1.0 wrote it
-        del record["options"][name]
-    (out / "run.json").write_text(json.dumps(record))
+    options = record.pop("config")
+    for name in ("config_version", "kinds", "drop", "positive_label", "sep", "encoding"):
+        del options[name]  # as 0.1.0 wrote it: its command-line names, no fingerprint
+    options["hidden"], options["dropout"] = options.pop("hidden_units"), options.pop("dropout_rate")
+    del record["format_version"], record["fingerprint"]
+    (out / "run.json").write_text(json.dumps({**record, "options": options}))
     status, _, err = run(capsys, "train", "--resume", out)
     assert status == 0, err
     assert "holds no fingerprint of the data" in err
@@ -354,7 +360,8 @@ def test_a_failed_run_keeps_a_folder_that_existed_before(capsys, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "given", [["--hidden", "8,8"], ["--dropout", "0.5"], ["--batch-norm"], ["--activation", "elu"]]
+    "given", [["--hidden-units", "8,8"], ["--dropout-rate", "0.5"], ["--batch-norm"],
+              ["--activation", "elu"]]
 )
 def test_linear_model_refuses_hidden_layer_options(capsys, tmp_path, given):
     regression_frame().to_csv(tmp_path / "t.csv", index=False)
@@ -383,7 +390,7 @@ def test_train_with_a_huge_hidden_layer_names_the_flag(capsys, tmp_path):
     line = error_line(capsys, "train", tmp_path / "t.csv", "--target", "y",
                       "--hidden", "100000000,100000000", "--batch-size", "1",
                       "--out", tmp_path / "run")
-    assert "cannot build the model: --hidden asks for a network" in line
+    assert "cannot build the model: --hidden-units asks for a network" in line
     assert time.perf_counter() - started < 30
     assert not (tmp_path / "run").exists()
 
@@ -394,7 +401,7 @@ def test_train_refuses_a_wide_layer_whose_batch_cannot_fit_in_memory(capsys, tmp
     width = memory // (2 * 4 * 256) + 1  # weights 3 * width: far under the builders' bound
     line = error_line(capsys, "train", tmp_path / "t.csv", "--target", "y", "--hidden",
                       str(width), "--batch-size", "256", "--out", tmp_path / "run")
-    assert f"--hidden {width} with --batch-size 256 needs about" in line
+    assert f"--hidden-units {width} with --batch-size 256 needs about" in line
     assert not (tmp_path / "run").exists()
 
 

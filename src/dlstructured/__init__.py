@@ -25,6 +25,7 @@ _EXPORTS = {
     "ModelFileError": "errors",
     "IncompatibleModelError": "errors",
     "CheckpointError": "errors",
+    "RunError": "errors",
     "ColumnTypeError": "errors",
     "DataWarning": "errors",
     "ConstantColumnWarning": "errors",
@@ -35,8 +36,11 @@ _EXPORTS = {
     "ExtremeValuesWarning": "errors",
     "SmallTrainingPartWarning": "errors",
     "ColumnNamesWarning": "errors",
-    # what a run is made of (no Keras)
+    # what a run is made of (no Keras), and a whole run in one call
     "RunConfig": "config",
+    "fit_table": "run",
+    "resume_run": "run",
+    "Run": "run",
     # task policy (no Keras until a loss or metric object is built)
     "TASKS": "tasks",
     "TaskPolicy": "tasks",

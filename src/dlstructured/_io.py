@@ -44,8 +44,8 @@ def _existing_folder(path: Path) -> Path:
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"
         raise FileNotFoundError(
-            f"cannot write {str(path)!r}: its folder {str(folder)!r} {what}; create the folder "
-            "first or give another path"
+            f"Cannot write {str(path)!r}: the folder {str(folder)!r} {what}. Create it first "
+            "(`os.makedirs(folder, exist_ok=True)`) or give another path."
         )
     return folder
 

@@ -40,11 +40,7 @@ def _resolve_inputs(inputs: Any, task: str, builder: str):
     if hasattr(inputs, "num_features") and hasattr(inputs, "preprocessor"):
         data_task = getattr(inputs, "task", task)
         if data_task != task:
-            suggestion = {
-                "regression": "dense_stack",
-                "binary": "binary_classifier",
-                "multiclass": "multiclass_classifier",
-            }[data_task]
+            suggestion = TASKS[data_task].builder
             raise ValueError(
                 f"`{builder}` builds a {task} model, but the prepared data is a {data_task} task. "
                 f"Use `{suggestion}(data, ...)`, or prepare the data with task={task!r}."

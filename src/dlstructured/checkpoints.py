@@ -11,11 +11,12 @@
   ``state.json``, the epoch, the history rows, the early-stopping state and the shuffle seed;
 - ``checkpoint.json``: a small pointer naming the current state folder.
 
-Every write is atomic: files are written aside in the same folder, flushed to disk, then renamed
-over the old ones with ``os.replace``; a state folder is complete before the pointer names it, and
-older state folders are deleted only afterwards. A process killed at any moment leaves the
-previous checkpoint intact and loadable. Only ``.keras``, ``.npz`` (``allow_pickle=False``) and
-JSON files are written: loading a checkpoint never unpickles anything.
+Every write is atomic (through :mod:`dlstructured._io`): files are written aside in the same
+folder, flushed to disk, then renamed over the old ones with ``os.replace``; a state folder is
+complete before the pointer names it, and older state folders are deleted only afterwards. A
+process killed at any moment leaves the previous checkpoint intact and loadable. Only ``.keras``,
+``.npz`` (``allow_pickle=False``) and JSON files are written: loading a checkpoint never
+unpickles anything.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from dlstructured import _io
 from dlstructured._backend import variable_to_numpy
 from dlstructured.errors import CheckpointError
 
@@ -41,54 +43,21 @@ FORMAT_VERSION = 1
 POINTER_FILE = "checkpoint.json"
 BEST_MODEL_FILE = "best.keras"
 STATE_FILE = "state.json"
-_TEMPORARY_PREFIX = ".tmp-"
 
 
 # --------------------------------------------------------------------------------------------
-# Atomic file writing
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Flush a folder's entries (new names, renames) to disk where the platform allows it."""
-    try:
-        handle = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - Windows cannot open folders
-        return
-    try:
-        os.fsync(handle)
-    except OSError:  # pragma: no cover - some file systems refuse fsync on folders
-        pass
-    finally:
-        os.close(handle)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _temporary_path(folder: Path, suffix: str) -> Path:
-    return folder / f"{_TEMPORARY_PREFIX}{secrets.token_hex(6)}{suffix}"
-
-
-def _replace_atomically(temporary: Path, final: Path) -> None:
-    _fsync_file(temporary)
-    os.replace(temporary, final)
-    _fsync_folder(final.parent)
+# Writing (every file through the one atomic routine of ``_io``)
 
 
 def _write_json(path: Path, payload: Any) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
+    # NaN stays allowed: the history rows of a diverged epoch hold it.
+    _io.write_text(path, json.dumps(payload, indent=1) + "\n")
 
 
 def _write_npz(path: Path, arrays: list[np.ndarray]) -> None:
-    with open(path, "wb") as handle:
-        np.savez(handle, *arrays)
-        handle.flush()
-        os.fsync(handle.fileno())
+    with _io.atomic_path(path) as temporary:
+        with open(temporary, "wb") as handle:
+            np.savez(handle, *arrays)
 
 
 def save_model_atomically(model: Any, path: str | os.PathLike) -> None:
@@ -107,18 +76,12 @@ def save_model_atomically(model: Any, path: str | os.PathLike) -> None:
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"`path` must end in .keras. Received: path={str(path)!r}")
-    temporary = _temporary_path(path.parent, ".keras")
-    try:
-        with warnings.catch_warnings():
-            # Saving from inside `fit` on JAX makes Keras call NumPy's __array__ on its variables
-            # the NumPy 1 way; NumPy 2's deprecation notice for it is Keras's to fix, not ours.
-            warnings.filterwarnings("ignore", message=r"__array__ implementation doesn't accept",
-                                    category=DeprecationWarning)
-            model.save(temporary)
-        _replace_atomically(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with _io.atomic_path(path) as temporary, warnings.catch_warnings():
+        # Saving from inside `fit` on JAX makes Keras call NumPy's __array__ on its variables
+        # the NumPy 1 way; NumPy 2's deprecation notice for it is Keras's to fix, not ours.
+        warnings.filterwarnings("ignore", message=r"__array__ implementation doesn't accept",
+                                category=DeprecationWarning)
+        model.save(temporary)
 
 
 def _host_values(variables: list) -> list[np.ndarray]:
@@ -267,7 +230,7 @@ class CheckpointWriter(keras.callbacks.Callback):
         tracker, network = self.tracker, self.model
         name = f"state-{done:06d}-{secrets.token_hex(4)}"
         folder = self.directory / name
-        temporary = self.directory / f"{_TEMPORARY_PREFIX}{name}"
+        temporary = self.directory / f"{_io.TEMPORARY_PREFIX}{name}"
         try:
             temporary.mkdir()
             _write_npz(temporary / "variables.npz", _host_values(network.variables))
@@ -293,12 +256,11 @@ class CheckpointWriter(keras.callbacks.Callback):
                 "optimizer_paths": [v.path for v in optimizer_variables],
                 "backend": keras.backend.backend(),
             })
-            _fsync_folder(temporary)
+            _io.fsync_folder(temporary)
             os.rename(temporary, folder)
-            _fsync_folder(self.directory)
-            pointer = _temporary_path(self.directory, ".json")
-            _write_json(pointer, {"format_version": FORMAT_VERSION, "state": name, "epoch": done})
-            _replace_atomically(pointer, self.directory / POINTER_FILE)
+            _io.fsync_folder(self.directory)
+            _write_json(self.directory / POINTER_FILE,
+                        {"format_version": FORMAT_VERSION, "state": name, "epoch": done})
         except BaseException:
             shutil.rmtree(temporary, ignore_errors=True)
             raise
@@ -309,7 +271,7 @@ def _remove_stale(directory: Path, keep: str) -> None:
     """Delete state folders other than ``keep`` and leftovers of interrupted writes."""
     for entry in directory.iterdir():
         stale_state = entry.name.startswith("state-") and entry.name != keep
-        if stale_state or entry.name.startswith(_TEMPORARY_PREFIX):
+        if stale_state or entry.name.startswith(_io.TEMPORARY_PREFIX):
             if entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)
             else:

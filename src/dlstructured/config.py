@@ -26,10 +26,11 @@ from dlstructured._checks import (
     check_int,
     check_units_sequence,
 )
+from dlstructured.tasks import TASK_NAMES
 
 CONFIG_VERSION = 2
 
-TASK_CHOICES = ("regression", "binary", "multiclass")
+TASK_CHOICES = TASK_NAMES
 MODEL_CHOICES = ("dense", "linear")
 KIND_CHOICES = ("numeric", "categorical", "datetime", "ignore")
 

@@ -39,6 +39,10 @@ class CheckpointError(ModelFileError):
     """A checkpoint folder is missing, holds no completed checkpoint, or does not match the run."""
 
 
+class RunError(DLStructuredError, ValueError):
+    """A training run cannot start or resume as asked: its folder, data or config conflict."""
+
+
 class ColumnTypeError(DLStructuredError, TypeError):
     """A column's dtype cannot be used (complex numbers, intervals ...): the message names it."""
 

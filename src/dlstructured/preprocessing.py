@@ -47,6 +47,7 @@ from dlstructured.errors import (
     MissingTargetWarning,
     PlaceholderValuesWarning,
 )
+from dlstructured.tasks import TASK_NAMES
 
 FORMAT_VERSION = 1
 """Version of the preprocessing configuration; a saved model records it."""
@@ -55,7 +56,6 @@ KINDS = ("numeric", "categorical", "datetime", "ignore")
 SCALINGS = ("minmax", "standard", "robust")
 TARGET_SCALINGS = ("minmax", "standard", "none")
 MISSING_POLICIES = ("impute", "error")
-TASK_NAMES = ("regression", "binary", "multiclass")
 
 DEFAULT_MAX_ONE_HOT = 20
 """Categorical columns with at most this many categories are one-hot encoded; more get codes for

@@ -14,7 +14,6 @@ itself: its ``predict`` and ``evaluate`` take raw DataFrames, not Keras batches.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from dlstructured import _io
 from dlstructured import layers as _layers  # noqa: F401 - registers CategoryEmbedding for loading
 from dlstructured._checks import check_float, check_int
 from dlstructured._safe_loading import check_config_is_safe, read_keras_config
@@ -342,21 +342,8 @@ class TabularModel(keras.Model):
             )
         if path.exists() and not overwrite:
             raise FileExistsError(f"{str(path)!r} exists and overwrite=False.")
-        folder = path.parent if str(path.parent) else Path(".")
-        if not folder.is_dir():
-            raise FileNotFoundError(
-                f"Cannot save {str(path)!r}: the folder {str(folder)!r} does not exist. Create it "
-                "first (`os.makedirs(folder, exist_ok=True)`)."
-            )
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".keras", dir=folder)
-        os.close(handle)
-        try:
+        with _io.atomic_path(path) as temporary:
             super().save(temporary, overwrite=True, **kwargs)
-            os.replace(temporary, path)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
-            raise
 
     def __repr__(self) -> str:
         return (

@@ -1,8 +1,9 @@
 """The task policy table: one place that says, per task, the output, loss and metrics.
 
-Builders read the output activation from it, training reads the loss and metrics, and the command
-line reads the task names. Metric names are fixed here so that history columns never drift (no
-``auc_1`` when a notebook builds a second model).
+Builders read the output activation from it, training reads the loss and metrics, the run
+configuration and the command line read the task names, and :func:`dlstructured.fit_table` reads
+which builder makes each task's network. Metric names are fixed here so that history columns
+never drift (no ``auc_1`` when a notebook builds a second model).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class TaskPolicy:
         output_activation: Activation of the output layer.
         loss: Keras loss identifier used when the caller passes none.
         metric_names: History columns the default metrics produce, in order.
+        builder: Name of the builder in :mod:`dlstructured.builders` that makes a network for
+            this task from prepared data (``"dense_stack"`` for regression).
         unit_powers: For regression, how each reported quantity scales with the target's unit
             (MAE scales with power 1). Used to report metrics in the target's original units
             when the target was scaled for training. Quantities not listed are unitless.
@@ -53,10 +56,17 @@ class TaskPolicy:
     output_activation: str
     loss: str
     metric_names: tuple[str, ...]
+    builder: str
     make_metrics: Callable[[], list[Any]] = field(repr=False)
     unit_powers: dict[str, int] = field(default_factory=dict)
     monitor: str = "val_loss"
     monitor_mode: str = "min"
+
+    def make_builder(self) -> Callable[..., Any]:
+        """Return the builder function named by :attr:`builder`."""
+        from dlstructured import builders
+
+        return getattr(builders, self.builder)
 
     def make_loss(self) -> Any:
         """Return a new Keras loss object (a ``keras.losses.Loss``) for this task."""
@@ -244,6 +254,7 @@ TASKS: dict[str, TaskPolicy] = {
         output_activation="linear",
         loss="mean_absolute_error",
         metric_names=("mae",),
+        builder="dense_stack",
         make_metrics=_regression_metrics,
         unit_powers={"loss": 1, "mae": 1, "mse": 2, "rmse": 1, "mean_absolute_error": 1},
     ),
@@ -252,6 +263,7 @@ TASKS: dict[str, TaskPolicy] = {
         output_activation="sigmoid",
         loss="binary_crossentropy",
         metric_names=("binary_accuracy", "auc"),
+        builder="binary_classifier",
         make_metrics=_binary_metrics,
     ),
     "multiclass": TaskPolicy(
@@ -259,6 +271,7 @@ TASKS: dict[str, TaskPolicy] = {
         output_activation="softmax",
         loss="sparse_categorical_crossentropy",
         metric_names=("accuracy",),
+        builder="multiclass_classifier",
         make_metrics=_multiclass_metrics,
     ),
 }

@@ -9,7 +9,6 @@ the best weights and returns a :class:`TrainingResult` of plain data.
 from __future__ import annotations
 
 import math
-import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -29,6 +28,7 @@ from dlstructured._checks import (
     check_int,
     check_optional_seed,
 )
+from dlstructured.progress import EpochProgress
 from dlstructured.tasks import (
     TaskPolicy,
     as_loss_object,
@@ -235,40 +235,6 @@ class _Monitor(keras.callbacks.Callback):
         if self.early_stopping is not None and self.wait >= self.early_stopping.patience:
             self.stopped_early = True
             self.model.stop_training = True
-
-
-class _EpochProgress(keras.callbacks.Callback):
-    """A progress bar over epochs (``verbose=1``) or one line per epoch (``verbose=2``)."""
-
-    def __init__(self, epochs: int, verbose: int, stream=None):
-        super().__init__()
-        self.epochs, self.verbose = epochs, verbose
-        self.stream = stream or sys.stderr
-        self.start = 0.0
-
-    def on_train_begin(self, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        shown = "  ".join(
-            f"{name} {logs[name]:.4g}" for name in ("loss", "val_loss") if name in logs
-        )
-        done = epoch + 1
-        elapsed = time.perf_counter() - self.start
-        if self.verbose == 1:
-            width = 24
-            filled = int(width * done / self.epochs)
-            bar = "=" * filled + (">" if filled < width else "") + " " * (width - filled - 1)
-            self.stream.write(f"\repoch {done}/{self.epochs} [{bar}] {shown}  {elapsed:.1f}s ")
-        else:
-            self.stream.write(f"epoch {done}/{self.epochs}  {shown}  {elapsed:.1f}s\n")
-        self.stream.flush()
-
-    def on_train_end(self, logs=None):
-        if self.verbose == 1:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 # --------------------------------------------------------------------------------------------
@@ -633,7 +599,8 @@ def train(
         callbacks: Your own Keras callbacks (TensorBoard, learning-rate schedules ...); they get
             epoch events on every engine (batch events only on the Keras engine). Defaults to
             ``None``.
-        verbose: ``0`` silent, ``1`` a progress bar over epochs, ``2`` one line per epoch.
+        verbose: ``0`` silent, ``1`` a progress bar over epochs (redrawn on a terminal, a line
+            per tenth of the epochs elsewhere), ``2`` one line per epoch.
             Defaults to ``0``.
         seed: Makes shuffling and dropout repeatable for this call, without touching global
             random state. Defaults to ``None`` (a fresh random order each run).
@@ -804,7 +771,10 @@ def train(
             epochs=epochs,
         ))
     if verbose:
-        all_callbacks.append(_EpochProgress(epochs, verbose))
+        all_callbacks.append(EpochProgress(
+            epochs, every_epoch=verbose == 2,
+            loss_scale=unit_scale if policy.name == "regression" else 1.0,
+        ))
     all_callbacks.extend(callbacks or [])
     callback_list = keras.callbacks.CallbackList(
         all_callbacks, add_history=False, add_progbar=False, model=network

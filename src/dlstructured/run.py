@@ -1,0 +1,842 @@
+"""One home for a training run: :func:`fit_table`, :class:`Run` and the folder a run writes.
+
+``fit_table(data, target, config)`` does what ``dlstructured train`` does, from a notebook: read a
+CSV or Parquet file (or take a DataFrame), prepare it, build the network the task's builder makes
+and train it, all as the :class:`~dlstructured.RunConfig` says. With ``out`` it writes the output
+folder the command line writes:
+
+- ``run.json``: what the run was started with (data, target, backend, config, a fingerprint of
+  the data), written first, so an interrupted run can be resumed;
+- ``checkpoints/``: the best model and the latest training state, after every epoch;
+- ``model.keras``, ``metrics.json`` (:meth:`Run.summary`), ``history.csv`` and
+  ``learning_curves.png`` once training ends.
+
+Every file is written through :mod:`dlstructured._io`, so none is ever half-written. Resuming
+(``resume=True``, or :func:`resume_run` with the folder alone) refuses data, a target or a config
+that conflict with the run, and a data file whose content changed since the run started.
+
+The library never chooses the Keras backend: the run uses the active one and records it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dlstructured import _io
+from dlstructured.config import RunConfig
+from dlstructured.errors import DataError, DataWarning, ModelFileError, RunError
+
+RUN_FILE = "run.json"
+CHECKPOINT_DIR = "checkpoints"
+MODEL_FILE = "model.keras"
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.csv"
+PLOT_FILE = "learning_curves.png"
+#: The files :meth:`Run.write` writes, in order.
+OUTPUT_FILES = (MODEL_FILE, METRICS_FILE, HISTORY_FILE, PLOT_FILE, RUN_FILE)
+#: Version of ``run.json``; version 1 (0.1.0 and its successors up to 0.2) had no number and
+#: recorded the command line's ``options``.
+RUN_FORMAT_VERSION = 2
+
+_CONFIG_FIELDS = tuple(item.name for item in dataclasses.fields(RunConfig))
+
+
+# --------------------------------------------------------------------------------------------
+# run.json
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    """What ``run.json`` holds: how a run was started.
+
+    Attributes:
+        data: Absolute path of the data file, or ``None`` for a DataFrame.
+        target: The target column.
+        backend: The Keras backend the run trained on.
+        config: The run's :class:`~dlstructured.RunConfig`.
+        fingerprint: What identifies the data (``sha256``, ``bytes``, ``rows``, ``columns``), or
+            ``None`` for a run that recorded none (0.1.0).
+    """
+
+    data: str | None
+    target: Any
+    backend: str | None
+    config: RunConfig
+    fingerprint: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as ``run.json`` writes it."""
+        return {
+            "format_version": RUN_FORMAT_VERSION,
+            "data": self.data,
+            "target": self.target,
+            "backend": self.backend,
+            "config": self.config.to_dict(),
+            "fingerprint": self.fingerprint,
+        }
+
+
+def read_run_record(out: str | os.PathLike) -> RunRecord:
+    """Read the ``run.json`` of a run folder, of this version or one 0.1.0 wrote.
+
+    Raises:
+        RunError: If the folder holds no ``run.json``, or it cannot be read.
+    """
+    path = Path(out) / RUN_FILE
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        version = record.get("format_version", 1)
+        if version > RUN_FORMAT_VERSION:
+            raise ValueError(f"format version {version}; this dlstructured reads up to "
+                             f"{RUN_FORMAT_VERSION}: upgrade dlstructured")
+        options = record["config"] if version >= 2 else record["options"]
+        config = RunConfig.from_dict(options)
+        return RunRecord(data=record["data"], target=record["target"],
+                         backend=record.get("backend"), config=config,
+                         fingerprint=record.get("fingerprint"))
+    except FileNotFoundError:
+        raise RunError(
+            f"{str(Path(out))!r} has no {RUN_FILE}: give the `out` folder of a run that "
+            "`fit_table` or `dlstructured train` started",
+            cli_message=f"--resume {str(Path(out))!r} has no {RUN_FILE}: give the --out folder "
+            "of a run that `dlstructured train` started",
+        ) from None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+        raise RunError(
+            f"cannot read {str(path)!r}: {error}; start the run again without resuming",
+            cli_message=f"cannot read {str(path)!r}: {error}; start the run again without "
+            "--resume",
+        ) from error
+
+
+def _write_run_record(out: Path, record: RunRecord) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    _io.write_json(out / RUN_FILE, record.to_dict())
+
+
+# --------------------------------------------------------------------------------------------
+# Reading and checking the data
+
+
+def _read_table(path: Path, sep: str | None, encoding: str | None) -> pd.DataFrame:
+    """``read_table`` with ``sep``/``encoding``, which only a CSV file can take."""
+    from dlstructured.data import read_table
+
+    given = [name for name, value in (("sep", sep), ("encoding", encoding)) if value]
+    if given and path.suffix.lower() in (".parquet", ".pq"):
+        flags = " and ".join(f"--{name}" for name in given)
+        raise DataError(f"`sep` and `encoding` apply to CSV files; {str(path)!r} is Parquet",
+                        cli_message=f"{flags} apply to CSV files; {str(path)!r} is Parquet: "
+                        "leave them out")
+    return read_table(path, sep=sep, encoding=encoding)
+
+
+def read_data(data: Any, *, sep: str | None = None, encoding: str | None = None) -> pd.DataFrame:
+    """The table of ``data``: a DataFrame as it is, or a CSV or Parquet file read with ``sep``
+    and ``encoding`` (``None``: detected, UTF-8), without a leading row-number column (dropped
+    with a :class:`~dlstructured.DataWarning`).
+
+    Raises:
+        TypeError: If ``data`` is neither a DataFrame nor a path.
+        FileNotFoundError: If there is no such file.
+        DataError: If the file is a folder, holds no rows or cannot be decoded.
+    """
+    from dlstructured.datasets import find_index_column
+
+    if isinstance(data, pd.DataFrame):
+        return data
+    if not isinstance(data, (str, os.PathLike)):
+        raise TypeError("`data` must be a pandas DataFrame or the path of a CSV or Parquet file. "
+                        f"Received: data={type(data).__name__}")
+    path = Path(data)
+    if path.is_dir():
+        raise DataError(f"{str(data)!r} is a folder; give a CSV or Parquet file")
+    frame = _read_table(path, sep, encoding)
+    if frame.shape[1] == 0 or frame.shape[0] == 0:
+        raise DataError(f"{str(data)!r} holds no data rows; give a table with a header and rows")
+    dropped = find_index_column(frame)
+    if dropped is not None:
+        frame = frame.drop(columns=dropped)
+        warnings.warn(DataWarning(
+            f"dropped the first column {dropped!r} of {str(data)!r}: it only numbers the rows"
+        ), stacklevel=2)
+    return frame
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def require_column(frame: pd.DataFrame, source: str, argument: str, column: Any) -> None:
+    """Refuse a ``column`` (given as ``argument``) that ``frame`` (read from ``source``) lacks.
+
+    Raises:
+        DataError: Naming the column, the argument (the flag on the command line) and the
+            columns there are.
+    """
+    if column is None or column in frame.columns:
+        return
+    names = [str(c) for c in frame.columns]
+    shown = ", ".join(names[:20]) + (f" ... ({len(names)} columns)" if len(names) > 20 else "")
+    where = f"column {column!r} ({{}}) is not in {source}; pass one of its columns: {shown}"
+    raise DataError(where.format(f"`{argument}`"), cli_message=where.format(_flag(argument)))
+
+
+def _check_selected_columns(frame: pd.DataFrame, target: Any, config: RunConfig, source: str):
+    """Refuse ``kinds`` or ``drop`` naming the target or a column the table lacks."""
+    for argument, names in (("kinds", list(config.kinds)), ("drop", config.drop)):
+        for name in names:
+            if name == target:
+                raise DataError(
+                    f"`{argument}` names the target column {target!r}; leave it out of it",
+                    cli_message=f"{_flag(argument)} names the target column {target!r}; leave "
+                    f"it out of {_flag(argument)}",
+                )
+            require_column(frame, source, argument, name)
+
+
+def positive_label_of(frame: pd.DataFrame, target: Any, label: Any) -> Any:
+    """The target's label that ``label`` names: itself, or the label it spells as text.
+
+    Text is compared as written first (``"yes"`` names ``"yes"``), then as the number or boolean
+    it spells (``"1"`` and ``"1.0"`` name ``1``; ``"true"`` names ``True``), so a label given on
+    the command line finds a numeric or boolean target's label.
+
+    Raises:
+        DataError: If no label of the target matches.
+    """
+    if label is None:
+        return None
+    labels = [value.item() if hasattr(value, "item") else value
+              for value in frame[target].dropna().unique()]
+    for matches in (lambda each: each == label and type(each) is type(label),
+                    lambda each: isinstance(label, str) and str(each) == label,
+                    lambda each: isinstance(label, str) and _spells(label, each)):
+        for each in labels:
+            if matches(each):
+                return each
+    shown = ", ".join(str(each) for each in labels[:10])
+    message = f"{{}} {label!r} is not a label of the target {target!r}; its labels: {shown}"
+    raise DataError(message.format("`positive_label`"),
+                    cli_message=message.format("--positive-label"))
+
+
+def _spells(text: str, label: Any) -> bool:
+    if isinstance(label, bool):
+        return text.strip().lower() == str(label).lower()
+    if isinstance(label, (int, float)):
+        try:
+            return float(text) == float(label)
+        except ValueError:
+            return False
+    return False
+
+
+def _prepare(frame: pd.DataFrame, target: Any, config: RunConfig, source: str) -> Any:
+    from dlstructured.data import prepare
+
+    require_column(frame, source, "target", target)
+    require_column(frame, source, "group_by", config.group_by)
+    _check_selected_columns(frame, target, config, source)
+    return prepare(
+        frame,
+        target,
+        task=config.task,
+        valid_fraction=config.valid_fraction,
+        split=config.split,
+        group_by=config.group_by,
+        seed=config.seed,
+        kinds=dict(config.kinds) or None,
+        drop=list(config.drop) or None,
+        positive_label=positive_label_of(frame, target, config.positive_label),
+    )
+
+
+def fingerprint(data: Any, frame: pd.DataFrame) -> dict[str, Any]:
+    """What identifies the data: a SHA-256 (of the file, or of a DataFrame's values), its size
+    in bytes (``None`` for a DataFrame), rows and columns."""
+    digest = hashlib.sha256()
+    if isinstance(data, pd.DataFrame):
+        digest.update(pd.util.hash_pandas_object(data, index=True).to_numpy().tobytes())
+        digest.update(json.dumps([str(c) for c in data.columns]).encode())
+        size = None
+    else:
+        with open(data, "rb") as stream:
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(chunk)
+        size = os.path.getsize(data)
+    return {"sha256": digest.hexdigest(), "bytes": size, "rows": int(frame.shape[0]),
+            "columns": [str(column) for column in frame.columns]}
+
+
+# --------------------------------------------------------------------------------------------
+# Checks before a run starts or resumes
+
+
+def same_file(first: str | os.PathLike, second: str | os.PathLike) -> bool:
+    """Whether two paths name one file: the same resolved path, or a link to it."""
+    if Path(first).resolve() == Path(second).resolve():
+        return True
+    try:
+        return os.path.samefile(first, second)
+    except OSError:  # one of them does not exist
+        return False
+
+
+def _check_out(out: Path, data: Any) -> None:
+    """Refuse an output folder that is a file, or whose files would replace the data file."""
+    if out.exists() and not out.is_dir():
+        raise RunError(f"`out` {str(out)!r} is a file; give a folder path",
+                       cli_message=f"--out {str(out)!r} is a file; give a folder path")
+    if isinstance(data, pd.DataFrame):
+        return
+    for name in (*OUTPUT_FILES, CHECKPOINT_DIR):
+        if same_file(out / name, data):
+            message = (f"{{}} {str(out)!r} would overwrite the data file {str(data)!r} with the "
+                       f"run's {name}; give another output folder")
+            raise RunError(message.format("`out`"), cli_message=message.format("--out"))
+    checkpoints = (out / CHECKPOINT_DIR).resolve()
+    if checkpoints in Path(data).resolve().parents:
+        raise RunError(f"the data file {str(data)!r} lies in {str(checkpoints)!r}, which the run "
+                       "rewrites; move it, or give another output folder")
+
+
+def _check_memory(config: RunConfig) -> None:
+    """Refuse hidden layers whose activations for one batch cannot fit in this machine's memory.
+
+    The builders bound the weights (``dlstructured.builders.MAX_PARAMETERS``); a wide layer has
+    few weights, but a batch's activations and their gradients grow with the width times
+    ``batch_size``, 4 bytes each.
+    """
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): leave it to Keras
+        return
+    needed = 2 * 4 * config.batch_size * sum(config.resolved_hidden_units)
+    if needed > memory:
+        units = ",".join(map(str, config.resolved_hidden_units))
+        message = (f"{{}} {units} with {{}} {config.batch_size} needs about "
+                   f"{needed / 2**30:.3g} GiB for one batch's activations, more than this "
+                   f"machine's {memory / 2**30:.3g} GiB; give narrower {{}} layers or a smaller "
+                   "{}")
+        raise RunError(
+            message.format("`hidden_units`", "`batch_size`", "`hidden_units`", "`batch_size`"),
+            cli_message=message.format("--hidden-units", "--batch-size", "--hidden-units",
+                                       "--batch-size"),
+        )
+
+
+def _shown(value: Any) -> str:
+    """A config value as the command line writes it."""
+    if isinstance(value, Mapping):
+        return ",".join(f"{key}={item}" for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(item) for item in value) or "none"
+    return str(value)
+
+
+def _with(name: str, value: Any) -> str:
+    """How a flag reads in a sentence: ``with --task binary``, ``without --drop``."""
+    if value is None or value is False or (isinstance(value, (tuple, Mapping)) and not value
+                                            and name in ("drop", "kinds")):
+        return f"without {_flag(name)}"
+    return f"with {_flag(name)}" if value is True else f"with {_flag(name)} {_shown(value)}"
+
+
+def _check_resume_config(record: RunRecord, config: RunConfig, where: str) -> RunConfig:
+    """Refuse a config that differs from the run's (a larger ``epochs`` extends the run)."""
+    for name in _CONFIG_FIELDS:
+        ran, asked = getattr(record.config, name), getattr(config, name)
+        if name == "hidden_units":
+            ran, asked = record.config.resolved_hidden_units, config.resolved_hidden_units
+        if ran == asked or (name == "epochs" and asked >= ran):
+            continue
+        raise RunError(
+            f"config.{name}={asked!r} differs from {where}, started with {name}={ran!r}; pass "
+            "config=None to resume the run as it was started, or start a new run",
+            cli_message=f"--resume: {_with(name, asked)} was given, but {where} was started "
+            f"{_with(name, ran)}; leave {_flag(name)} out to resume the run as it was started, "
+            "or start a new run without --resume",
+        )
+    return record.config.replace(epochs=config.epochs)
+
+
+def _check_fingerprint(record: RunRecord, now: dict[str, Any], source: str, out: Path) -> None:
+    before = record.fingerprint
+    if not isinstance(before, dict) or "sha256" not in before:
+        warnings.warn(DataWarning(
+            f"{str(out / RUN_FILE)!r} holds no fingerprint of the data (a run started by "
+            f"dlstructured 0.1.0), so resuming cannot check that {source} is unchanged"
+        ), stacklevel=4)
+        return
+    if before["sha256"] == now["sha256"]:
+        return
+    changes = []
+    if before.get("rows") != now["rows"]:
+        changes.append(f"rows {before.get('rows')} -> {now['rows']}")
+    old, new = before.get("columns") or [], now["columns"]
+    if [c for c in old if c not in new]:
+        changes.append(f"columns removed: {', '.join(c for c in old if c not in new)}")
+    if [c for c in new if c not in old]:
+        changes.append(f"columns added: {', '.join(c for c in new if c not in old)}")
+    subject = source if source == "the DataFrame" else f"the data {source}"
+    message = (f"{{}}{subject} changed since the run started "
+               f"({'; '.join(changes or ['content changed'])}), and the checkpoint was trained "
+               "on the old data; put the original data back, or start a new run{}")
+    raise DataError(message.format("", ""),
+                    cli_message=message.format("--resume: ", " without --resume"))
+
+
+def _resumed_inputs(
+    record: RunRecord, data: Any, target: Any, config: RunConfig | None, out: Path
+) -> tuple[Any, Any, RunConfig]:
+    """The data, target and config a resumed run trains with, refusing what conflicts."""
+    where = f"the run in {str(out)!r}"
+    if data is None:
+        if record.data is None:
+            raise RunError(f"{where} was trained on a DataFrame; pass it again as `data`")
+        data = record.data
+    elif isinstance(data, pd.DataFrame) != (record.data is None) or (
+        record.data is not None and not same_file(data, record.data)
+    ):
+        raise RunError(
+            f"{where} was trained on {record.data or 'a DataFrame'!r}, but data={data!r:.80} was "
+            "given; pass data=None to resume it on its own data, or start a new run",
+            cli_message=f"--resume continues {where} on its own data {record.data!r}, but DATA "
+            f"{str(data)!r} was given; leave DATA out, or start a new run without --resume",
+        )
+    if target is not None and target != record.target:
+        raise RunError(
+            f"target={target!r} differs from {where}'s target {record.target!r}; pass "
+            "target=None, or start a new run",
+            cli_message=f"--resume: --target {target!r} differs from {where}'s --target "
+            f"{record.target!r}; leave --target out, or start a new run without --resume",
+        )
+    config = record.config if config is None else _check_resume_config(record, config, where)
+    return data, record.target, config
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy: numpy scalars to Python numbers, NaN and infinities to ``None``."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+@dataclasses.dataclass
+class Run:
+    """A finished training run: plain data, plus the trained model.
+
+    Attributes:
+        model: The trained :class:`~dlstructured.TabularModel` (predicts on raw rows).
+        result: The :class:`~dlstructured.TrainingResult` (history, best and final metrics).
+        config: The :class:`~dlstructured.RunConfig` the run trained with.
+        data: Absolute path of the data file, or ``None`` for a DataFrame.
+        target: The target column.
+        task: ``"regression"``, ``"binary"`` or ``"multiclass"``.
+        rows: Rows of the training and validation parts: ``{"train": n, "valid": m}``.
+        num_features: Columns of the network's input.
+        backend: The Keras backend it trained on.
+        fingerprint: What identifies the data (see ``run.json``).
+    """
+
+    model: Any
+    result: Any
+    config: RunConfig
+    data: str | None
+    target: Any
+    task: str
+    rows: dict[str, int]
+    num_features: int
+    backend: str
+    fingerprint: dict[str, Any] | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """What ``metrics.json`` holds: the run's settings, size, timing and metrics, as JSON."""
+        from dlstructured import __version__
+
+        result = self.result
+        return _plain({
+            "dlstructured_version": __version__,
+            "data": self.data,
+            "target": self.target,
+            "task": self.task,
+            "rows": self.rows,
+            "num_features": self.num_features,
+            "backend": self.backend,
+            "engine": result.engine,
+            "config": self.config.to_dict(),
+            "epochs_run": result.epochs_run,
+            "best_epoch": result.best_epoch,
+            "stopped_early": result.stopped_early,
+            "diverged": result.diverged,
+            "diverged_epoch": result.diverged_epoch,
+            "interrupted": result.interrupted,
+            "wall_time_s": result.wall_time,
+            "fit_time_s": result.fit_time,
+            "best": dict(result.best_metrics),
+            "final": dict(result.final_metrics),
+        })
+
+    def record(self) -> RunRecord:
+        """What ``run.json`` records of this run."""
+        return RunRecord(data=self.data, target=self.target, backend=self.backend,
+                         config=self.config, fingerprint=self.fingerprint)
+
+    def write(self, out: str | os.PathLike) -> list[Path]:
+        """Write ``model.keras``, ``metrics.json``, ``history.csv``, ``learning_curves.png``
+        and ``run.json`` into the folder ``out`` (created if missing), each atomically.
+
+        Returns:
+            The paths written, in that order.
+        """
+        from dlstructured.checkpoints import save_model_atomically
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        save_model_atomically(self.model, out / MODEL_FILE)
+        _io.write_json(out / METRICS_FILE, self.summary())
+        with _io.atomic_path(out / HISTORY_FILE) as temporary:
+            self.result.history.reset_index().to_csv(temporary, index=False)
+        figure = self.result.plot()  # drawn without pyplot: nothing to close
+        with _io.atomic_path(out / PLOT_FILE) as temporary:
+            figure.savefig(temporary, format="png", dpi=100)
+        _write_run_record(out, self.record())
+        return [out / name for name in OUTPUT_FILES]
+
+
+def _build(data: Any, config: RunConfig) -> Any:
+    from dlstructured.tasks import TASKS
+
+    _check_memory(config)
+    builder = TASKS[data.task].make_builder()
+    try:
+        return builder(
+            data,
+            hidden_units=config.resolved_hidden_units,
+            activation=config.activation,
+            dropout_rate=config.dropout_rate,
+            batch_norm=config.batch_norm,
+            input_batch_norm=config.input_batch_norm,
+            seed=config.seed,
+            name=f"{config.model}_model",
+        )
+    except ValueError as error:
+        raise RunError(f"cannot build the model: {error}",
+                       cli_message="cannot build the model: "
+                       + str(error).replace("`hidden_units`", "--hidden-units")) from error
+
+
+def _check_metrics(config: RunConfig, task: str) -> None:
+    from dlstructured.tasks import as_metric_objects
+
+    try:
+        as_metric_objects(None if config.metrics is None else list(config.metrics), task)
+    except ValueError as error:
+        raise RunError(f"`metrics` do not fit the run: {error}",
+                       cli_message=f"bad --metrics: {error}") from error
+
+
+def _remove_unless_useful(out: Path) -> None:
+    """Remove an output folder a failed run created, if it holds only the run's bookkeeping
+    (``run.json``, a checkpoint folder without a completed checkpoint)."""
+    if not out.is_dir() or not {e.name for e in out.iterdir()} <= {RUN_FILE, CHECKPOINT_DIR}:
+        return
+    if not (out / CHECKPOINT_DIR / "checkpoint.json").exists():
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def fit_table(
+    data: Any,
+    target: Any,
+    config: RunConfig | None = None,
+    *,
+    out: str | os.PathLike | None = None,
+    resume: bool = False,
+    callbacks: Sequence[Any] = (),
+    verbose: int = 0,
+) -> Run:
+    """Prepare a table, build the task's network and train it, as ``dlstructured train`` does.
+
+    Args:
+        data: A pandas DataFrame, or the path of a CSV or Parquet file (read with the config's
+            ``sep`` and ``encoding``; a leading row-number column is dropped with a
+            :class:`~dlstructured.DataWarning`). With ``resume=True``, ``None`` means the run's
+            own data file.
+        target: The column to predict; with ``resume=True``, ``None`` means the run's.
+        config: What the run is made of. Defaults to ``None``: ``RunConfig()``, or, resuming,
+            the run's own config (a config given then must equal it, except a larger
+            ``epochs``, which trains on to that many epochs).
+        out: Folder to write the run into (``run.json`` first, ``checkpoints/`` every epoch,
+            then ``model.keras``, ``metrics.json``, ``history.csv``, ``learning_curves.png``).
+            Defaults to ``None``: nothing is written.
+        resume: Continue the run in ``out`` from its last checkpoint. Defaults to ``False``.
+        callbacks: Keras callbacks to run during training. Defaults to none.
+        verbose: ``0`` silent, ``1`` the progress bar of :mod:`dlstructured.progress` with a
+            line saying what is trained, ``2`` one line per epoch. Defaults to ``0``.
+
+    Returns:
+        The :class:`Run`. A run that diverged or was interrupted (Ctrl-C) also returns one,
+        with the best weights before it; ``train``'s warnings say so.
+
+    Raises:
+        TypeError: If an argument has the wrong type.
+        DataError: If the data cannot be read or prepared as the config says, or, resuming,
+            the data file changed since the run started.
+        RunError: If ``out`` cannot hold the run, or, resuming, it holds no run, or the data,
+            target or config conflict with it.
+
+    Example:
+
+    >>> import numpy as np, pandas as pd
+    >>> from dlstructured import RunConfig, fit_table
+    >>> x = np.linspace(0, 1, 40)
+    >>> table = pd.DataFrame({"x": x, "y": 3 * x + 2})
+    >>> run = fit_table(table, "y", RunConfig(hidden_units=(8,), epochs=2, patience=0))
+    >>> run.task, run.result.epochs_run, run.rows
+    ('regression', 2, {'train': 28, 'valid': 12})
+    """
+    import keras
+
+    from dlstructured.training import train
+
+    if config is not None and not isinstance(config, RunConfig):
+        raise TypeError(f"`config` must be a RunConfig or None. Received: config={config!r}")
+    if not isinstance(resume, bool):
+        raise TypeError(f"`resume` must be True or False. Received: resume={resume!r}")
+    out = None if out is None else Path(out)
+    record = None
+    if resume:
+        if out is None:
+            raise RunError("resume=True needs `out`, the folder of the run to continue")
+        record = read_run_record(out)
+        data, target, config = _resumed_inputs(record, data, target, config, out)
+    elif data is None or target is None:
+        raise TypeError("`data` and `target` are needed unless resume=True. "
+                        f"Received: data={data!r:.80}, target={target!r}")
+    config = config or RunConfig()
+    if out is not None:
+        _check_out(out, data)
+    frame = read_data(data, sep=config.sep, encoding=config.encoding)
+    source = "the DataFrame" if isinstance(data, pd.DataFrame) else repr(str(data))
+    now = fingerprint(data, frame)
+    if record is not None:
+        _check_fingerprint(record, now, source, out)
+        now = record.fingerprint or now
+    prepared = _prepare(frame, target, config, source)
+    _check_metrics(config, prepared.task)
+    model = _build(prepared, config)
+    backend = keras.backend.backend()
+    run = Run(model=model, result=None, config=config,
+              data=None if isinstance(data, pd.DataFrame) else str(Path(data).resolve()),
+              target=target, task=prepared.task,
+              rows={"train": len(prepared.x_train),
+                    "valid": 0 if prepared.x_valid is None else len(prepared.x_valid)},
+              num_features=int(prepared.num_features), backend=backend, fingerprint=now)
+    from_checkpoint = False
+    if out is not None:
+        from dlstructured.checkpoints import POINTER_FILE, read_checkpoint
+
+        from_checkpoint = resume and (out / CHECKPOINT_DIR / POINTER_FILE).exists()
+        if resume and not from_checkpoint:
+            warnings.warn(f"{str(out)!r} holds no checkpoint yet: training starts from the "
+                          "beginning", UserWarning, stacklevel=2)
+        if from_checkpoint:
+            read_checkpoint(out / CHECKPOINT_DIR)  # refuse a broken checkpoint before training
+    created = out is not None and not out.exists()
+    try:
+        if out is not None:
+            _write_run_record(out, run.record())
+        run.result = _train(train, run, prepared, callbacks, verbose, out, from_checkpoint)
+    except BaseException:
+        if created:
+            _remove_unless_useful(out)
+        raise
+    if out is not None:
+        run.write(out)
+    return run
+
+
+def _train(train: Callable, run: Run, prepared: Any, callbacks: Sequence[Any], verbose: int,
+           out: Path | None, resume: bool) -> Any:
+    from dlstructured.progress import EpochProgress
+
+    config = run.config
+    every = list(callbacks)
+    if verbose:
+        scale = float(getattr(prepared, "target_unit_scale", 1.0) or 1.0)
+        valid = f", validating on {run.rows['valid']}" if run.rows["valid"] else ""
+        every.append(EpochProgress(
+            config.epochs, every_epoch=verbose == 2,
+            loss_scale=scale if run.task == "regression" else 1.0,
+            heading=f"training a {config.model} {run.task} model on {run.rows['train']} rows"
+            f"{valid} ({run.num_features} features, backend {run.backend})",
+        ))
+    patience = config.patience if run.rows["valid"] else 0
+    return train(
+        run.model,
+        prepared,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        early_stopping=patience if patience else False,
+        metrics=None if config.metrics is None else list(config.metrics),
+        callbacks=every,
+        verbose=0,
+        seed=config.seed,
+        checkpoint_dir=None if out is None else out / CHECKPOINT_DIR,
+        resume=resume,
+    )
+
+
+def resume_run(
+    out: str | os.PathLike,
+    *,
+    epochs: int | None = None,
+    callbacks: Sequence[Any] = (),
+    verbose: int = 0,
+) -> Run:
+    """Continue the run in the folder ``out`` from its last checkpoint, with its own data and
+    config, as ``dlstructured train --resume DIR`` does.
+
+    Reads ``run.json`` of this version or of 0.1.0. The same as ``fit_table(None, None,
+    config, out=out, resume=True)`` with the run's config.
+
+    Args:
+        out: The run's folder.
+        epochs: Train on to this many epochs in all (at least the run's). Defaults to
+            ``None``: the run's.
+        callbacks: Keras callbacks to run during training. Defaults to none.
+        verbose: As for :func:`fit_table`. Defaults to ``0``.
+
+    Returns:
+        The :class:`Run`, its files rewritten in ``out``.
+
+    Raises:
+        RunError: If ``out`` holds no run, or ``epochs`` is below the run's.
+        DataError: If the run's data file changed since the run started.
+    """
+    config = read_run_record(out).config
+    if epochs is not None:
+        config = config.replace(epochs=epochs)
+    return fit_table(None, None, config, out=out, resume=True, callbacks=callbacks,
+                     verbose=verbose)
+
+
+# --------------------------------------------------------------------------------------------
+# Using a trained model on a table
+
+
+def load_run_model(path: str | os.PathLike) -> Any:
+    """Load a model that a run or ``TabularModel.save`` wrote, refusing anything else.
+
+    A plain Keras model is refused: it knows nothing of the table's columns and would read a
+    table's numbers by position. A run's folder or its checkpoint folder is refused with the
+    path of the model file to give instead.
+
+    Raises:
+        ModelFileError: If ``path`` is missing, a folder, not a model file, or a plain Keras
+            model.
+    """
+    from dlstructured._safe_loading import read_keras_config
+    from dlstructured.tabular import load_model
+
+    where = Path(path)
+    if where.is_dir():
+        hint = next((p for p in (where / MODEL_FILE, where.parent / MODEL_FILE) if p.is_file()),
+                    None)
+        if (where / "checkpoint.json").exists() or where.name == CHECKPOINT_DIR:
+            what = "a checkpoint folder of a training run"
+        else:
+            what = "the output folder of a training run" if hint == where / MODEL_FILE \
+                else "a folder"
+        advice = f"give {str(hint)!r}" if hint else "give the model.keras that a run wrote"
+        raise ModelFileError(f"{str(path)!r} is {what}, not a model file; {advice}")
+    if not where.exists():
+        raise ModelFileError(f"no model file at {str(path)!r}; give the model.keras that "
+                             "`fit_table` or `dlstructured train` wrote")
+    try:
+        config = read_keras_config(path)
+    except (ValueError, OSError) as error:
+        raise ModelFileError(f"cannot load the model {str(path)!r}: {error}") from error
+    if not str(config.get("registered_name") or "").startswith("dlstructured>"):
+        kind = config.get("class_name") or "model"
+        raise ModelFileError(
+            f"{str(path)!r} is a plain Keras model ({kind}), which knows nothing of the table's "
+            "columns; give a model written by `dlstructured train` or `TabularModel.save`"
+        )
+    return load_model(path)
+
+
+def prediction_frame(model: Any, frame: pd.DataFrame, *, proba: bool = False) -> pd.DataFrame:
+    """A ``prediction`` column (original units or labels) per row, and with ``proba`` one
+    ``probability_<label>`` column per class of a classifier.
+
+    Raises:
+        RunError: If ``proba`` is asked of a regression model.
+    """
+    if proba and model.task not in ("binary", "multiclass"):
+        message = "{} needs a classifier, but the model is a " + f"{model.task} model"
+        raise RunError(message.format("`proba`"), cli_message=message.format("--proba") +
+                       "; drop --proba")
+    values = np.asarray(model.predict(frame))
+    if values.ndim > 1:
+        values = values.reshape(len(values), -1)[:, 0]
+    predictions = pd.DataFrame({"prediction": values})
+    if proba:
+        probabilities = pd.DataFrame(model.predict_proba(frame)).reset_index(drop=True)
+        probabilities.columns = [f"probability_{label}" for label in probabilities.columns]
+        predictions = pd.concat([predictions, probabilities], axis=1)
+    return predictions
+
+
+def refuse_inputs(path: str | os.PathLike | None, **inputs: str | os.PathLike) -> None:
+    """Refuse an output ``path`` that is one of the ``inputs`` (``model=..., data=...``), through
+    links too.
+
+    Raises:
+        RunError: If ``path`` names one of the inputs.
+    """
+    for what, given in inputs.items():
+        if path is not None and same_file(path, given):
+            message = (f"{{}} {str(path)!r} is the {what} file {str(given)!r}, which writing "
+                       "would replace; give another file name such as predictions.csv")
+            raise RunError(message.format("`path`"), cli_message=message.format("--out"))
+
+
+def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write ``frame`` (without its index) to the CSV file ``path`` atomically.
+
+    Raises:
+        RunError: If ``path`` is a folder.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise RunError(f"{str(path)!r} is a folder; give a file name such as predictions.csv")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _io.atomic_path(path) as temporary:
+        frame.to_csv(temporary, index=False)
