@@ -24,7 +24,8 @@ import time
 import keras
 import numpy as np
 
-from dlstructured import _engine_jax, binary_classifier, dense_stack
+from dlstructured import binary_classifier, dense_stack
+from dlstructured.training import _engine_jax
 
 
 def matmul_peak(size: int = 1024, repeats: int = 20) -> tuple[float, float]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import dlstructured
-from dlstructured.datasets import find_index_column, load_breast_cancer, load_diabetes
+from dlstructured.data.datasets import find_index_column, load_breast_cancer, load_diabetes
 
 BUNDLED = {
     "diabetes": (load_diabetes, "progression"),
@@ -71,7 +71,7 @@ def setup(bundled: str, description: str) -> Setup:
         load, target = BUNDLED[bundled]
         frame = load()
         target = args.target or target
-        source = f"dlstructured.datasets.load_{bundled}()"
+        source = f"dlstructured.data.datasets.load_{bundled}()"
     figures = Path(args.figures) if args.figures else None
     print(f"data: {source}, {frame.shape[0]} rows, target {target!r}")
     return Setup(frame, target, source, args.epochs, figures)

@@ -40,8 +40,8 @@ import keras  # noqa: F401 - imported once here, before the forks
 import numpy as np
 
 import dlstructured
-from dlstructured import training  # noqa: F401 - the forked children find it loaded
-from dlstructured.checkpoints import CheckpointWriter
+from dlstructured.training import loop as training  # noqa: F401 - the forked children find it loaded
+from dlstructured.training.checkpoints import CheckpointWriter
 
 # Write a checkpoint at every epoch (no spacing in time): the most writes for a kill to land in,
 # and runs that last long enough for the kills and signals to reach them mid-training.

@@ -24,14 +24,14 @@ from dlstructured import (
     load_checkpoint,
     train,
 )
-from dlstructured.checkpoints import POINTER_FILE, read_checkpoint
-from dlstructured.training import TrainingDivergedWarning, TrainingInterruptedWarning
+from dlstructured.training.checkpoints import POINTER_FILE, read_checkpoint
+from dlstructured.training.loop import TrainingDivergedWarning, TrainingInterruptedWarning
 
 
 @pytest.fixture(autouse=True, scope="module")
 def write_every_epoch():
     """These tests look at each epoch's checkpoint: turn off the writer's time-based spacing."""
-    from dlstructured.checkpoints import CheckpointWriter
+    from dlstructured.training.checkpoints import CheckpointWriter
 
     saved = CheckpointWriter.WRITE_SHARE_FACTOR
     CheckpointWriter.WRITE_SHARE_FACTOR = 0.0
@@ -292,7 +292,7 @@ def test_tabular_model_checkpoint_predicts_raw_rows(tmp_path, rng):
 
 def test_writes_are_spaced_in_time_but_the_last_epoch_is_always_written(data, tmp_path,
                                                                         monkeypatch):
-    from dlstructured.checkpoints import CheckpointWriter
+    from dlstructured.training.checkpoints import CheckpointWriter
 
     monkeypatch.setattr(CheckpointWriter, "WRITE_SHARE_FACTOR", 1e6)  # one write, then wait
     written = []

@@ -256,7 +256,7 @@ def test_keras_loads_without_its_optional_extras_and_they_still_import_later(tmp
         "sys.modules), 'keras' in sys.modules)\n"
         "code = cli.main(['train', 't.csv', '--target', 'y', '--out', 'run', '--quiet',"
         " '--epochs', '1', '--hidden', '4'])\n"
-        "from dlstructured.datasets import load_diabetes\n"
+        "from dlstructured.data.datasets import load_diabetes\n"
         "print('diabetes rows:', len(load_diabetes()))\n"
         "sys.exit(code)\n"
     )
@@ -409,10 +409,10 @@ def test_docstring_examples_of_the_command_line_modules(capsys) -> None:
     import doctest
 
     import dlstructured.cli
-    import dlstructured.datasets
+    import dlstructured.data.datasets
     import dlstructured.run
 
-    for module in (dlstructured.cli, dlstructured.datasets, dlstructured.run):
+    for module in (dlstructured.cli, dlstructured.data.datasets, dlstructured.run):
         failed, attempted = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert attempted > 0 and failed == 0, module.__name__
 
@@ -463,7 +463,7 @@ def test_an_interrupt_python_loses_is_raised_again_at_the_end_of_the_epoch(monke
     # Python raises a signal's KeyboardInterrupt wherever the main thread is; inside a __del__
     # method it is printed as "Exception ignored" and lost, and training would run on.
     from dlstructured import cli, linear_unit, train
-    from dlstructured.training import TrainingInterruptedWarning
+    from dlstructured.training.loop import TrainingInterruptedWarning
 
     lost: list[type] = []
     monkeypatch.setattr(sys, "unraisablehook", lambda info: lost.append(info.exc_type))
@@ -495,7 +495,7 @@ def test_during_training_one_signal_stops_at_the_epoch_end_and_a_second_at_once(
     import keras
 
     from dlstructured import cli, linear_unit, train
-    from dlstructured.training import TrainingInterruptedWarning
+    from dlstructured.training.loop import TrainingInterruptedWarning
 
     class SignalsInEpoch3(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):

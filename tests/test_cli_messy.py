@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 
 import dlstructured
-from dlstructured.builders import MAX_PARAMETERS
 from dlstructured.cli import _one_line, _out_of_memory, main
+from dlstructured.models.builders import MAX_PARAMETERS
 from dlstructured.run import positive_label_of
 from dlstructured.tasks import as_metric_objects
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dlstructured
-from dlstructured.data import PreparedData, prepare, read_table, split_frame
+from dlstructured.data.prepare import PreparedData, prepare, read_table, split_frame
 from dlstructured.errors import DataError, DataWarning, MissingTargetWarning
 
 

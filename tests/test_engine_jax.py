@@ -14,7 +14,8 @@ keras = pytest.importorskip("keras")
 if keras.backend.backend() != "jax":
     pytest.skip("the JAX engine needs KERAS_BACKEND=jax", allow_module_level=True)
 
-from dlstructured import _engine_jax, binary_classifier, dense_stack  # noqa: E402
+from dlstructured import binary_classifier, dense_stack  # noqa: E402
+from dlstructured.training import _engine_jax  # noqa: E402
 
 ROWS, FEATURES, BATCH = 70, 5, 16  # 4 full batches and a partial one of 6 rows
 RTOL, ATOL = 1e-4, 1e-5

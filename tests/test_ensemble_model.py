@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 import dlstructured as dl
-from dlstructured.ensemble_layers import (
+from dlstructured.data.preprocessing import TabularPreprocessor
+from dlstructured.models.ensemble_layers import (
     FeatureScale,
     LogCosineRestarts,
     MemberAdapter,
@@ -19,8 +20,7 @@ from dlstructured.ensemble_layers import (
     MemberMeanMetric,
     NTKDense,
 )
-from dlstructured.preprocessing import TabularPreprocessor
-from dlstructured.training import _make_optimizer
+from dlstructured.training.loop import _make_optimizer
 
 ENGINES = ["keras"] + (["jax"] if keras.backend.backend() == "jax" else [])
 

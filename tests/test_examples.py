@@ -43,7 +43,7 @@ def test_one_example_per_lesson() -> None:
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.stem)
 def test_example_runs_with_few_epochs(script: Path, tmp_path: Path, monkeypatch) -> None:
-    from dlstructured.training import TrainingDivergedWarning
+    from dlstructured.training.loop import TrainingDivergedWarning
 
     args = ("--epochs", "2", "--figures", str(tmp_path))
     if script.stem == "05_dropout_and_batch_normalization":

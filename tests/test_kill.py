@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from dlstructured import CheckpointError, load_checkpoint
-from dlstructured.checkpoints import read_checkpoint
+from dlstructured.training.checkpoints import read_checkpoint
 
 pytestmark = [
     pytest.mark.slow,

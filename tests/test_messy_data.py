@@ -14,6 +14,7 @@ import pytest
 
 import dlstructured as dls
 from conftest import expect_warning
+from dlstructured.data.preprocessing import TabularPreprocessor, infer_kind
 from dlstructured.errors import (
     ColumnNamesWarning,
     DataError,
@@ -24,7 +25,6 @@ from dlstructured.errors import (
     SmallTrainingPartWarning,
     message_for_command_line,
 )
-from dlstructured.preprocessing import TabularPreprocessor, infer_kind
 
 
 def numbers_with_placeholders(rows: int = 200, seed: int = 0) -> pd.DataFrame:

@@ -10,6 +10,14 @@ import pandas as pd
 import pytest
 
 from conftest import expect_warning
+from dlstructured.data.preprocessing import (
+    CLIP,
+    FORMAT_VERSION,
+    TabularPreprocessor,
+    embedding_width,
+    infer_kind,
+    infer_task,
+)
 from dlstructured.errors import (
     ColumnTypeError,
     ConstantColumnWarning,
@@ -19,14 +27,6 @@ from dlstructured.errors import (
     ExtremeValuesWarning,
     IdentifierColumnWarning,
     IncompatibleModelError,
-)
-from dlstructured.preprocessing import (
-    CLIP,
-    FORMAT_VERSION,
-    TabularPreprocessor,
-    embedding_width,
-    infer_kind,
-    infer_task,
 )
 
 

@@ -25,6 +25,7 @@ from dlstructured import (
     multiclass_classifier,
     prepare,
 )
+from dlstructured.data.preprocessing import FORMAT_VERSION
 from dlstructured.errors import (
     DataError,
     DataWarning,
@@ -32,7 +33,6 @@ from dlstructured.errors import (
     IncompatibleModelError,
     ModelFileError,
 )
-from dlstructured.preprocessing import FORMAT_VERSION
 
 
 def fit_network(model, data, epochs=3, loss="mae"):

@@ -15,7 +15,7 @@ from dlstructured import (
     multiclass_classifier,
     train,
 )
-from dlstructured.training import TrainingDivergedWarning, TrainingInterruptedWarning
+from dlstructured.training.loop import TrainingDivergedWarning, TrainingInterruptedWarning
 
 
 @pytest.fixture
@@ -404,7 +404,7 @@ def test_plot_draws_loss_and_accuracy_panels(rng):
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the tf.data input path")
 def test_tensorflow_input_pipeline_epochs_are_permutations_and_resume_alike():
-    from dlstructured import _engine_keras
+    from dlstructured.training import _engine_keras
 
     x = np.arange(10, dtype="float32").reshape(10, 1)
     y = np.arange(10, dtype="float32")

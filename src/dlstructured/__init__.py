@@ -45,29 +45,29 @@ _EXPORTS = {
     "TASKS": "tasks",
     "TaskPolicy": "tasks",
     # blocks and builders
-    "dense_block": "blocks",
-    "linear_unit": "builders",
-    "dense_stack": "builders",
-    "binary_classifier": "builders",
-    "multiclass_classifier": "builders",
-    "ensemble_mlp": "ensemble_model",
+    "dense_block": "models.blocks",
+    "linear_unit": "models.builders",
+    "dense_stack": "models.builders",
+    "binary_classifier": "models.builders",
+    "multiclass_classifier": "models.builders",
+    "ensemble_mlp": "models.ensemble",
     # data preparation (numpy/pandas only, no Keras)
-    "prepare": "data",
-    "PreparedData": "data",
-    "EmbeddingSpec": "data",
-    "split_frame": "data",
-    "read_table": "data",
-    "TabularPreprocessor": "preprocessing",
+    "prepare": "data.prepare",
+    "PreparedData": "data.prepare",
+    "EmbeddingSpec": "data.prepare",
+    "split_frame": "data.prepare",
+    "read_table": "data.prepare",
+    "TabularPreprocessor": "data.preprocessing",
     # trained model with its preprocessing
     "TabularModel": "tabular",
     "load_model": "tabular",
     # training
-    "train": "training",
-    "EarlyStopping": "training",
-    "TrainingResult": "training",
-    "plot_history": "plotting",
+    "train": "training.loop",
+    "EarlyStopping": "training.loop",
+    "TrainingResult": "training.loop",
+    "plot_history": "training.plotting",
     # checkpoints
-    "load_checkpoint": "checkpoints",
+    "load_checkpoint": "training.checkpoints",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -85,7 +85,7 @@ def __getattr__(name: str):
 def _register_keras_classes() -> None:
     """Register every class dlstructured writes into model files, once Keras is imported.
 
-    ``dlstructured.tabular`` registers ``TabularModel`` and imports ``dlstructured.layers``
+    ``dlstructured.tabular`` registers ``TabularModel`` and imports ``dlstructured.models.layers``
     (``CategoryEmbedding``); nothing else of the library's appears in a model file.
     """
     if "keras" in sys.modules and f"{__name__}.tabular" not in sys.modules:

@@ -75,7 +75,7 @@ def _jax_inference(model: Any) -> Any:
 
             reference = weakref.ref(model)  # the cache must not keep the model alive
 
-            from dlstructured._engine_jax import _training_kwargs
+            from dlstructured.training._engine_jax import _training_kwargs
 
             def infer(trainable, non_trainable, batch):
                 network = reference()

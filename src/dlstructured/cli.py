@@ -666,7 +666,7 @@ def _fit(data: Any, target: Any, config: RunConfig, *, out: Path, resume: bool,
          console: _Console) -> int:
     """Train with :func:`dlstructured.fit_table`, print the metrics, return the exit status."""
     from dlstructured.run import OUTPUT_FILES, fit_table
-    from dlstructured.training import TrainingDivergedWarning, TrainingInterruptedWarning
+    from dlstructured.training.loop import TrainingDivergedWarning, TrainingInterruptedWarning
 
     if config.patience and not config.valid_fraction:
         console.notice("no validation rows (--valid-fraction 0): early stopping is off")
@@ -761,7 +761,7 @@ def _cmd_evaluate(args: argparse.Namespace, console: _Console) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace, console: _Console) -> int:
-    from dlstructured.datasets import load_breast_cancer, load_diabetes
+    from dlstructured.data.datasets import load_breast_cancer, load_diabetes
 
     out = Path(args.out)
     config = RunConfig(epochs=args.epochs, seed=args.seed)

@@ -132,7 +132,7 @@ def _write_run_record(out: Path, record: RunRecord) -> None:
 
 def _read_table(path: Path, sep: str | None, encoding: str | None) -> pd.DataFrame:
     """``read_table`` with ``sep``/``encoding``, which only a CSV file can take."""
-    from dlstructured.data import read_table
+    from dlstructured.data.prepare import read_table
 
     given = [name for name, value in (("sep", sep), ("encoding", encoding)) if value]
     if given and path.suffix.lower() in (".parquet", ".pq"):
@@ -153,7 +153,7 @@ def read_data(data: Any, *, sep: str | None = None, encoding: str | None = None)
         FileNotFoundError: If there is no such file.
         DataError: If the file is a folder, holds no rows or cannot be decoded.
     """
-    from dlstructured.datasets import find_index_column
+    from dlstructured.data.datasets import find_index_column
 
     if isinstance(data, pd.DataFrame):
         return data
@@ -245,7 +245,7 @@ def _spells(text: str, label: Any) -> bool:
 
 
 def _prepare(frame: pd.DataFrame, target: Any, config: RunConfig, source: str) -> Any:
-    from dlstructured.data import prepare
+    from dlstructured.data.prepare import prepare
 
     require_column(frame, source, "target", target)
     require_column(frame, source, "group_by", config.group_by)
@@ -316,8 +316,8 @@ def _check_out(out: Path, data: Any) -> None:
 def _check_memory(config: RunConfig) -> None:
     """Refuse hidden layers whose activations for one batch cannot fit in this machine's memory.
 
-    The builders bound the weights (``dlstructured.builders.MAX_PARAMETERS``); a wide layer has
-    few weights, but a batch's activations and their gradients grow with the width times
+    The builders bound the weights (``dlstructured.models.builders.MAX_PARAMETERS``); a wide
+    layer has few weights, but a batch's activations and their gradients grow with the width times
     ``batch_size``, 4 bytes each.
     """
     try:
@@ -514,7 +514,7 @@ class Run:
         Returns:
             The paths written, in that order.
         """
-        from dlstructured.checkpoints import save_model_atomically
+        from dlstructured.training.checkpoints import save_model_atomically
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -596,8 +596,9 @@ def fit_table(
             Defaults to ``None``: nothing is written.
         resume: Continue the run in ``out`` from its last checkpoint. Defaults to ``False``.
         callbacks: Keras callbacks to run during training. Defaults to none.
-        verbose: ``0`` silent, ``1`` the progress bar of :mod:`dlstructured.progress` with a
-            line saying what is trained, ``2`` one line per epoch. Defaults to ``0``.
+        verbose: ``0`` silent, ``1`` the progress bar of
+            :mod:`dlstructured.training.progress` with a line saying what is trained, ``2`` one
+            line per epoch. Defaults to ``0``.
 
     Returns:
         The :class:`Run`. A run that diverged or was interrupted (Ctrl-C) also returns one,
@@ -622,7 +623,7 @@ def fit_table(
     """
     import keras
 
-    from dlstructured.training import train
+    from dlstructured.training.loop import train
 
     if config is not None and not isinstance(config, RunConfig):
         raise TypeError(f"`config` must be a RunConfig or None. Received: config={config!r}")
@@ -659,7 +660,7 @@ def fit_table(
               num_features=int(prepared.num_features), backend=backend, fingerprint=now)
     from_checkpoint = False
     if out is not None:
-        from dlstructured.checkpoints import POINTER_FILE, read_checkpoint
+        from dlstructured.training.checkpoints import POINTER_FILE, read_checkpoint
 
         from_checkpoint = resume and (out / CHECKPOINT_DIR / POINTER_FILE).exists()
         if resume and not from_checkpoint:
@@ -683,7 +684,7 @@ def fit_table(
 
 def _train(train: Callable, run: Run, prepared: Any, callbacks: Sequence[Any], verbose: int,
            out: Path | None, resume: bool) -> Any:
-    from dlstructured.progress import EpochProgress
+    from dlstructured.training.progress import EpochProgress
 
     config = run.config
     every = list(callbacks)

@@ -23,17 +23,20 @@ import numpy as np
 import pandas as pd
 
 from dlstructured import _io
-from dlstructured import layers as _layers  # noqa: F401 - registers CategoryEmbedding for loading
 from dlstructured._checks import check_float, check_int
 from dlstructured._safe_loading import check_config_is_safe, read_keras_config
 from dlstructured._threadsafe import predict_on_batch
-from dlstructured.errors import DataError, IncompatibleModelError, ModelFileError
-from dlstructured.preprocessing import (
+from dlstructured.data.preprocessing import (
     TabularPreprocessor,
     _names,
     _rows_with_target,
     check_format_version,
 )
+from dlstructured.errors import DataError, IncompatibleModelError, ModelFileError
+
+# Registers every layer, loss and metric a model file can name (CategoryEmbedding, the ensemble's).
+from dlstructured.models import ensemble_layers as _ensemble_layers  # noqa: F401
+from dlstructured.models import layers as _layers  # noqa: F401
 
 __all__ = ["TabularModel", "load_model"]
 

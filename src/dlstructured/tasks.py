@@ -43,7 +43,7 @@ class TaskPolicy:
         output_activation: Activation of the output layer.
         loss: Keras loss identifier used when the caller passes none.
         metric_names: History columns the default metrics produce, in order.
-        builder: Name of the builder in :mod:`dlstructured.builders` that makes a network for
+        builder: Name of the builder in :mod:`dlstructured.models.builders` that makes a network for
             this task from prepared data (``"dense_stack"`` for regression).
         unit_powers: For regression, how each reported quantity scales with the target's unit
             (MAE scales with power 1). Used to report metrics in the target's original units
@@ -64,7 +64,7 @@ class TaskPolicy:
 
     def make_builder(self) -> Callable[..., Any]:
         """Return the builder function named by :attr:`builder`."""
-        from dlstructured import builders
+        from dlstructured.models import builders
 
         return getattr(builders, self.builder)
 

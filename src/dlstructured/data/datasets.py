@@ -39,7 +39,7 @@ def load_diabetes() -> pd.DataFrame:
 
     Example:
 
-    >>> from dlstructured.datasets import load_diabetes
+    >>> from dlstructured.data.datasets import load_diabetes
     >>> frame = load_diabetes()
     >>> frame.shape
     (442, 11)
@@ -69,7 +69,7 @@ def load_breast_cancer() -> pd.DataFrame:
 
     Example:
 
-    >>> from dlstructured.datasets import load_breast_cancer
+    >>> from dlstructured.data.datasets import load_breast_cancer
     >>> frame = load_breast_cancer()
     >>> frame.shape
     (569, 31)
@@ -105,7 +105,7 @@ def find_index_column(frame: pd.DataFrame) -> str | None:
     Example:
 
     >>> import pandas as pd
-    >>> from dlstructured.datasets import find_index_column
+    >>> from dlstructured.data.datasets import find_index_column
     >>> find_index_column(pd.DataFrame({"Unnamed: 0": [1, 2, 3], "x": [0.5, 0.1, 0.2]}))
     'Unnamed: 0'
     >>> find_index_column(pd.DataFrame({"x": [0.5, 0.1, 0.2]})) is None

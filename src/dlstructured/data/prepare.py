@@ -21,9 +21,8 @@ import numpy as np
 import pandas as pd
 
 from dlstructured._checks import check_choice, check_float, check_int
-from dlstructured.datasets import find_index_column
-from dlstructured.errors import ColumnNamesWarning, DataError, SmallTrainingPartWarning
-from dlstructured.preprocessing import (
+from dlstructured.data.datasets import find_index_column
+from dlstructured.data.preprocessing import (
     DEFAULT_MAX_ONE_HOT,
     EmbeddingSpec,
     TabularPreprocessor,
@@ -33,6 +32,7 @@ from dlstructured.preprocessing import (
     _warn,
     infer_task,
 )
+from dlstructured.errors import ColumnNamesWarning, DataError, SmallTrainingPartWarning
 
 __all__ = ["EmbeddingSpec", "PreparedData", "prepare", "read_table", "split_frame"]
 
@@ -280,7 +280,7 @@ def _check_column_names(
 
     A nameless first column of row numbers (``row_numbers``, as pandas's ``to_csv`` and R write)
     is the usual index column, not a naming slip: it is left to
-    :func:`~dlstructured.datasets.find_index_column`.
+    :func:`~dlstructured.data.datasets.find_index_column`.
     """
     try:
         header = next(csv.reader([sample.splitlines()[0]], delimiter=sep))
@@ -519,8 +519,8 @@ def prepare(
     training median and an indicator column; categorical columns are one-hot encoded up to
     ``max_one_hot`` categories and integer-coded for an embedding beyond. Constant columns and
     identifier-like text columns are dropped with a warning. The task follows from the target
-    (see :func:`dlstructured.preprocessing.infer_task`) unless given. Rows with a missing target
-    are left out with a warning. The caller's frame is never modified.
+    (see :func:`dlstructured.data.preprocessing.infer_task`) unless given. Rows with a missing
+    target are left out with a warning. The caller's frame is never modified.
 
     Args:
         data: A DataFrame, or the path of a CSV or Parquet file.

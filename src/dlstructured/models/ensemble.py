@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dlstructured._checks import check_int, check_optional_seed, check_rate, check_units_sequence
-from dlstructured.builders import _features, _finish, _layer_seeds, _resolve_inputs
+from dlstructured.models.builders import _features, _finish, _layer_seeds, _resolve_inputs
 from dlstructured.tasks import TASKS, get_task
 
 DEFAULT_ENSEMBLE_UNITS = (256, 256, 256)
@@ -75,7 +75,12 @@ def ensemble_mlp(
     """
     import keras
 
-    from dlstructured.ensemble_layers import FeatureScale, MemberAdapter, MemberHeads, NTKDense
+    from dlstructured.models.ensemble_layers import (
+        FeatureScale,
+        MemberAdapter,
+        MemberHeads,
+        NTKDense,
+    )
 
     is_data = hasattr(inputs, "num_features") and hasattr(inputs, "preprocessor")
     if task is None:

@@ -19,7 +19,6 @@ import keras
 import numpy as np
 import pandas as pd
 
-from dlstructured import checkpoints
 from dlstructured._backend import variable_to_numpy
 from dlstructured._checks import (
     check_bool,
@@ -28,7 +27,6 @@ from dlstructured._checks import (
     check_int,
     check_optional_seed,
 )
-from dlstructured.progress import EpochProgress
 from dlstructured.tasks import (
     TaskPolicy,
     as_loss_object,
@@ -36,6 +34,8 @@ from dlstructured.tasks import (
     get_task,
     task_from_activation,
 )
+from dlstructured.training import checkpoints
+from dlstructured.training.progress import EpochProgress
 
 ENGINES = ("auto", "keras", "jax")
 DIVERGENCE_ADVICE = (
@@ -166,7 +166,7 @@ class TrainingResult:
         >>> fig = result.plot()  # doctest: +SKIP
         >>> fig.savefig("curves.png")  # doctest: +SKIP
         """
-        from dlstructured.plotting import plot_history
+        from dlstructured.training.plotting import plot_history
 
         return plot_history(self.history, task=self.task, title=title, best_epoch=self.best_epoch)
 
@@ -410,7 +410,7 @@ def _learning_rate(schedule: Any, learning_rate: float, epochs: int, rows: int, 
     if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
         return schedule
     if schedule == "log_cosine":
-        from dlstructured.ensemble_layers import LogCosineRestarts
+        from dlstructured.models.ensemble_layers import LogCosineRestarts
 
         steps = epochs * -(-rows // min(batch_size, rows))
         return LogCosineRestarts(learning_rate, total_steps=steps)
@@ -425,7 +425,7 @@ def _loss_and_metrics(network: Any, policy: TaskPolicy, loss: Any, metrics: list
     """The loss and metrics ``train`` compiles with: the task's or the caller's, with label
     smoothing, and for an ensemble (members on an output axis) the members' mean loss and
     metrics of their mean prediction."""
-    from dlstructured import ensemble_layers
+    from dlstructured.models import ensemble_layers
 
     smoothing = check_float("label_smoothing", smoothing, minimum=0.0, maximum=1.0,
                             max_inclusive=False)
@@ -492,7 +492,7 @@ def _select_engine(engine: str):
         )
     if engine in ("auto", "jax") and backend == "jax":
         try:
-            from dlstructured import _engine_jax
+            from dlstructured.training import _engine_jax
         except ImportError as error:  # pragma: no cover - the fast path is optional
             if engine == "jax":
                 raise ValueError(
@@ -501,7 +501,7 @@ def _select_engine(engine: str):
                 ) from error
         else:
             return "jax", _engine_jax.fit
-    from dlstructured import _engine_keras
+    from dlstructured.training import _engine_keras
 
     return "keras", _engine_keras.fit
 
@@ -621,7 +621,7 @@ def train(
         label_smoothing: For classification with the task's loss, the share of the target
             spread evenly over the classes (RealMLP uses ``0.1``). Defaults to ``0.0``.
         learning_rate_schedule: ``None`` (a constant ``learning_rate``), ``"log_cosine"``
-            (:class:`~dlstructured.ensemble_layers.LogCosineRestarts` peaking at
+            (:class:`~dlstructured.models.ensemble_layers.LogCosineRestarts` peaking at
             ``learning_rate``, over all the steps of ``epochs``) or a Keras
             ``LearningRateSchedule``, for the optimizer built from ``optimizer``. Defaults to
             ``None``.

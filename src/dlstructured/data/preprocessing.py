@@ -17,7 +17,7 @@ The feature matrix has, in this order:
    (``"color=red"``, and ``"color=<missing>"`` when the training part had missing values);
    a category never seen in training sets none of them (the all-zeros "unknown" pattern);
 4. one column of integer codes per categorical column with more categories (``"city (code)"``),
-   read by :class:`dlstructured.layers.CategoryEmbedding`: code 0 is the "unknown" slot, 1 is
+   read by :class:`dlstructured.models.layers.CategoryEmbedding`: code 0 is the "unknown" slot, 1 is
    "missing" and ``2 ..`` are the training categories in sorted order.
 """
 

@@ -46,8 +46,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dlstructured._engine_keras import epoch_order  # one row-order rule for both engines
-from dlstructured.layers import CategoryEmbedding
+from dlstructured.models.layers import CategoryEmbedding
+from dlstructured.training._engine_keras import epoch_order  # one row-order rule for both engines
 
 # Validation runs in inference mode, where rows are independent, so its chunk size changes only
 # speed and peak memory, never the results.

@@ -21,7 +21,7 @@ from dlstructured._checks import (
     check_rate,
     check_units_sequence,
 )
-from dlstructured.blocks import dense_block
+from dlstructured.models.blocks import dense_block
 from dlstructured.tasks import TASKS
 
 DEFAULT_HIDDEN_UNITS = (512, 512, 512)
@@ -59,7 +59,7 @@ def _features(num_features: int, data: Any, seed: int | None):
     """The network's input and the tensor that feeds its first block."""
     import keras
 
-    from dlstructured.layers import CategoryEmbedding
+    from dlstructured.models.layers import CategoryEmbedding
 
     inputs = keras.Input(shape=(num_features,), name="features")
     x = inputs

@@ -1,0 +1,1 @@
+"""Keras layers, blocks and builders: the networks, uncompiled."""

@@ -1,0 +1,1 @@
+"""Training a network: the loop, its engines, checkpoints, progress and plots."""
