@@ -216,24 +216,7 @@ def linear_unit(inputs: Any, *, seed: int | None = None, name: str = "linear_uni
     )
 
 
-_STACK_ARGS_DOC = """
-    Args:
-        inputs: Number of input features, or prepared data from :func:`dlstructured.prepare`.
-        hidden_units: Width of each hidden Dense layer; its length is the depth. Defaults to
-            ``(512, 512, 512)``.
-        activation: Keras activation of the hidden layers (``"relu"``, ``"elu"``, ``"selu"``,
-            ``"gelu"``, ``"swish"`` ...). Defaults to ``"relu"``.
-        dropout_rate: One dropout rate for every hidden layer, or one per layer; ``0`` adds no
-            ``Dropout`` layer. Defaults to ``0.0``.
-        batch_norm: Add ``BatchNormalization`` to each hidden block. Defaults to ``False``.
-        batch_norm_position: ``"before_dropout"`` (``Dense, BatchNormalization, Dropout``) or
-            ``"after_dropout"`` (``Dense, Dropout, BatchNormalization``). Defaults to
-            ``"before_dropout"``.
-        input_batch_norm: Batch-normalize the raw inputs first (trains on unscaled data).
-            Defaults to ``False``.
-        seed: Seed of every weight initializer and dropout mask; the same call builds the same
-            model. Defaults to ``None`` (unseeded).
-        name: Name of the model. Defaults to the builder's name."""
+
 
 
 def dense_stack(
@@ -253,7 +236,24 @@ def dense_stack(
     Capacity grows wider (larger ``hidden_units`` entries) or deeper (more entries). Layers are
     named ``input_batch_norm``, ``block_{i}_dense``, ``block_{i}_batch_norm``,
     ``block_{i}_dropout`` and ``output``.
-    {args}
+
+    Args:
+        inputs: Number of input features, or prepared data from :func:`dlstructured.prepare`.
+        hidden_units: Width of each hidden Dense layer; its length is the depth. Defaults to
+            ``(512, 512, 512)``.
+        activation: Keras activation of the hidden layers (``"relu"``, ``"elu"``, ``"selu"``,
+            ``"gelu"``, ``"swish"`` ...). Defaults to ``"relu"``.
+        dropout_rate: One dropout rate for every hidden layer, or one per layer; ``0`` adds no
+            ``Dropout`` layer. Defaults to ``0.0``.
+        batch_norm: Add ``BatchNormalization`` to each hidden block. Defaults to ``False``.
+        batch_norm_position: ``"before_dropout"`` (``Dense, BatchNormalization, Dropout``) or
+            ``"after_dropout"`` (``Dense, Dropout, BatchNormalization``). Defaults to
+            ``"before_dropout"``.
+        input_batch_norm: Batch-normalize the raw inputs first (trains on unscaled data).
+            Defaults to ``False``.
+        seed: Seed of every weight initializer and dropout mask; the same call builds the same
+            model. Defaults to ``None`` (unseeded).
+        name: Name of the model. Defaults to the builder's name.
 
     Returns:
         An uncompiled ``keras.Model`` (a :class:`~dlstructured.TabularModel` for prepared data).
@@ -303,7 +303,24 @@ def binary_classifier(
     """Build a binary classifier: the same dense stack with one sigmoid output unit.
 
     The output is the probability of the positive class (label 1).
-    {args}
+
+    Args:
+        inputs: Number of input features, or prepared data from :func:`dlstructured.prepare`.
+        hidden_units: Width of each hidden Dense layer; its length is the depth. Defaults to
+            ``(512, 512, 512)``.
+        activation: Keras activation of the hidden layers (``"relu"``, ``"elu"``, ``"selu"``,
+            ``"gelu"``, ``"swish"`` ...). Defaults to ``"relu"``.
+        dropout_rate: One dropout rate for every hidden layer, or one per layer; ``0`` adds no
+            ``Dropout`` layer. Defaults to ``0.0``.
+        batch_norm: Add ``BatchNormalization`` to each hidden block. Defaults to ``False``.
+        batch_norm_position: ``"before_dropout"`` (``Dense, BatchNormalization, Dropout``) or
+            ``"after_dropout"`` (``Dense, Dropout, BatchNormalization``). Defaults to
+            ``"before_dropout"``.
+        input_batch_norm: Batch-normalize the raw inputs first (trains on unscaled data).
+            Defaults to ``False``.
+        seed: Seed of every weight initializer and dropout mask; the same call builds the same
+            model. Defaults to ``None`` (unseeded).
+        name: Name of the model. Defaults to the builder's name.
 
     Returns:
         An uncompiled ``keras.Model`` (a :class:`~dlstructured.TabularModel` for prepared data).
@@ -356,7 +373,22 @@ def multiclass_classifier(
     Args:
         inputs: Number of input features, or prepared data from :func:`dlstructured.prepare`.
         num_classes: Number of classes (at least 2); taken from prepared data when given.
-            Defaults to ``None``.{rest}
+            Defaults to ``None``.
+        hidden_units: Width of each hidden Dense layer; its length is the depth. Defaults to
+            ``(512, 512, 512)``.
+        activation: Keras activation of the hidden layers (``"relu"``, ``"elu"``, ``"selu"``,
+            ``"gelu"``, ``"swish"`` ...). Defaults to ``"relu"``.
+        dropout_rate: One dropout rate for every hidden layer, or one per layer; ``0`` adds no
+            ``Dropout`` layer. Defaults to ``0.0``.
+        batch_norm: Add ``BatchNormalization`` to each hidden block. Defaults to ``False``.
+        batch_norm_position: ``"before_dropout"`` (``Dense, BatchNormalization, Dropout``) or
+            ``"after_dropout"`` (``Dense, Dropout, BatchNormalization``). Defaults to
+            ``"before_dropout"``.
+        input_batch_norm: Batch-normalize the raw inputs first (trains on unscaled data).
+            Defaults to ``False``.
+        seed: Seed of every weight initializer and dropout mask; the same call builds the same
+            model. Defaults to ``None`` (unseeded).
+        name: Name of the model. Defaults to the builder's name.
 
     Returns:
         An uncompiled ``keras.Model`` (a :class:`~dlstructured.TabularModel` for prepared data).
@@ -396,11 +428,3 @@ def multiclass_classifier(
         seed=seed,
         name=name,
     )
-
-
-for _builder in (dense_stack, binary_classifier):
-    _builder.__doc__ = _builder.__doc__.replace("{args}", _STACK_ARGS_DOC)
-multiclass_classifier.__doc__ = multiclass_classifier.__doc__.replace(
-    "{rest}", _STACK_ARGS_DOC.split("prepare`.", 1)[1]
-)
-del _builder
