@@ -251,12 +251,12 @@ def finished_run(capsys, tmp_path) -> tuple[Path, Path]:
 @pytest.mark.parametrize(
     ("given", "expected"),
     [
-        (["--task", "binary"], "--task binary was given, but the run in .* without --task;"),
+        (["--task", "binary"], "--resume with --task binary: the run in .* without --task;"),
         (["--hidden", "8,8"],
-         "--hidden-units 8,8 was given, but .* started with --hidden-units 4;"),
-        (["--epochs", "1"], "--epochs 1 was given, but .* with --epochs 2;"),
-        (["--batch-norm"], "with --batch-norm was given, but .* without --batch-norm;"),
-        (["--drop", "x2"], "with --drop x2 was given, but .* without --drop;"),
+         "--resume with --hidden-units 8,8: .* started with --hidden-units 4;"),
+        (["--epochs", "1"], "--resume with --epochs 1: .* with --epochs 2;"),
+        (["--batch-norm"], "--resume with --batch-norm: .* without --batch-norm;"),
+        (["--drop", "x2"], "--resume with --drop x2: .* without --drop;"),
         (["--target", "x1"], "--target 'x1' differs"),
         (["other.csv"], "but DATA"),
         (["--out", "elsewhere"], "--resume writes into"),

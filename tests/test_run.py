@@ -179,10 +179,10 @@ def finished(tmp_path, csv) -> Path:
     [
         ({"config": TINY.replace(hidden_units=(4,))},
          r"config.hidden_units=\(4,\) differs from the run in .*hidden_units=\(8,\)",
-         "--hidden-units 4 was given, but the run in"),
+         "--resume with --hidden-units 4: the run in"),
         ({"config": TINY.replace(epochs=1)}, "config.epochs=1 differs", "with --epochs 2;"),
         ({"config": TINY.replace(drop=("x2",))}, r"config.drop=\('x2',\) differs",
-         "with --drop x2 was given, but .* without --drop;"),
+         "--resume with --drop x2: .* without --drop;"),
         ({"target": "x1"}, "target='x1' differs", "--target 'x1' differs"),
         ({"data": table()}, "pass data=None to resume it on its own data", "but DATA"),
     ],

@@ -366,7 +366,7 @@ def _check_resume_config(record: RunRecord, config: RunConfig, where: str) -> Ru
         raise RunError(
             f"config.{name}={asked!r} differs from {where}, started with {name}={ran!r}; pass "
             "config=None to resume the run as it was started, or start a new run",
-            cli_message=f"--resume: {_with(name, asked)} was given, but {where} was started "
+            cli_message=f"--resume {_with(name, asked)}: {where} was started "
             f"{_with(name, ran)}; leave {_flag(name)} out to resume the run as it was started, "
             "or start a new run without --resume",
         )
