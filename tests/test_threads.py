@@ -44,8 +44,6 @@ def test_loaded_network_predicts_the_same_from_8_threads(tmp_path, rng):
 
 
 def test_loaded_tabular_model_predicts_the_same_from_8_threads(tmp_path, rng):
-    if "prepare" not in dlstructured._EXPORTS:
-        pytest.skip("the data pipeline (prepare, TabularModel) is not merged yet")
     frame = pd.DataFrame({
         "size": rng.uniform(1, 10, 120),
         "colour": rng.choice(["red", "green", "blue"], 120),

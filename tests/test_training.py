@@ -407,6 +407,15 @@ def test_multiclass_targets_must_be_codes_the_model_can_output(codes, model_clas
               validation_data=(x, np.array(codes)))
 
 
+@pytest.mark.xfail(strict=True, reason="the width check says 'Validation data has 1 features', "
+                   "not `validation_data`: the message names no argument (training.py)")
+def test_validation_data_of_the_wrong_width_names_the_argument():
+    x = np.zeros((8, 2), "float32")
+    with pytest.raises(ValueError, match="validation_data.*Received"):
+        train(linear_unit(2, seed=0), x, np.zeros(8), epochs=1,
+              validation_data=(x[:4, :1], np.zeros(4)))
+
+
 def test_plot_draws_loss_and_accuracy_panels(rng):
     x = rng.normal(size=(60, 2)).astype("float32")
     y = (x[:, 0] > 0).astype("float32")
