@@ -424,7 +424,16 @@ def test_plot_draws_loss_and_accuracy_panels(rng):
     )
     fig = result.plot(title="curves")
     assert [axis.get_ylabel() for axis in fig.axes] == ["loss", "accuracy"]
-    assert len(fig.axes[0].lines) >= 2
+    assert fig.get_suptitle() == "curves"
+    for axis in fig.axes:
+        assert [line.get_label() for line in axis.lines] == ["training", "validation",
+                                                              "best epoch"]
+    training, validation, best = fig.axes[0].lines
+    np.testing.assert_array_equal(training.get_ydata(), result.history["loss"].to_numpy())
+    np.testing.assert_array_equal(validation.get_ydata(), result.history["val_loss"].to_numpy())
+    assert list(best.get_xdata()) == [result.best_epoch] * 2
+    np.testing.assert_array_equal(fig.axes[1].lines[1].get_ydata(),
+                                  result.history["val_binary_accuracy"].to_numpy())
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the tf.data input path")
