@@ -6,7 +6,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
-import pytest
 
 import dlstructured
 from dlstructured._threadsafe import predict_on_batch
