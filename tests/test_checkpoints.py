@@ -272,8 +272,6 @@ def test_load_checkpoint_errors_name_the_folder(tmp_path):
 
 
 def test_tabular_model_checkpoint_predicts_raw_rows(tmp_path, rng):
-    if "prepare" not in dlstructured._EXPORTS:
-        pytest.skip("the data pipeline (prepare, TabularModel) is not merged yet")
     frame = pd.DataFrame({
         "size": rng.uniform(1, 10, 80),
         "colour": rng.choice(["red", "green", "blue"], 80),

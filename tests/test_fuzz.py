@@ -1,15 +1,16 @@
 """Property tests over the public entry points: every input works or raises a documented error.
 
 A documented error is a ``TypeError`` or ``ValueError`` (the library's own errors subclass them)
-whose message names the argument at fault. Anything else, a ``KeyError`` or ``AttributeError``
-from deep inside Keras, fails. Budgets scale with the hypothesis profile: a brief run in
+whose message names the argument (or column) at fault: one that the case set to a doubtful value,
+and whose replacement by a valid value makes that error go away. Anything else, a ``KeyError`` or
+``AttributeError`` from deep inside Keras, or a message that only says "x" or "rows" where the
+fault lies elsewhere, fails. Budgets scale with the hypothesis profile: a brief run in
 ``make test``, a large one under ``HYPOTHESIS_PROFILE=fuzz`` (``make fuzz``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import math
 import re
@@ -42,18 +43,59 @@ JUNK = st.sampled_from([None, True, False, -1, 0, 2.5, float("nan"), float("inf"
                         "relu", [], (), {}, b"x", object()])
 
 
-def _names_an_argument(error: Exception, names) -> bool:
+# How messages name a positional argument; any other suspect is named by its own name. The table
+# messages, shared with the command line (where the table is a file, not `data=`), open with
+# "The frame ..." or "The input ...": only a message that opens so names the table argument.
+ALIASES = {"inputs": ("inputs", "num_features", "first argument")}
+# "Validation data has 1 features" should name `validation_data`: accepted here until it does
+# (test_training.py::test_validation_data_of_the_wrong_width_names_the_argument, xfail).
+OPENINGS = {"data": ("The frame ",), "x": ("The input ",), "validation_data": ("Validation data ",)}
+
+
+def _named(error: Exception, suspects) -> list[str]:
+    """The suspects that the message of ``error`` names as a whole word (or opens with)."""
     text = str(error)
-    return any(re.search(rf"\b{re.escape(name)}\b", text) for name in names)
+    return [
+        suspect for suspect in suspects
+        if any(re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text)
+               for word in ALIASES.get(suspect, (suspect,)))
+        or text.startswith(OPENINGS.get(suspect, ()))
+    ]
 
 
-def _documented(error: Exception, names) -> None:
-    """Fail unless ``error`` is a TypeError/ValueError naming one of ``names``."""
+def _raised(call) -> Exception | None:
+    """The exception that ``call()`` raises (warnings silenced), or None."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            call()
+    except Exception as error:  # noqa: BLE001 - the caller judges it
+        return error
+    return None
+
+
+def _documented(error: Exception, suspects, again=None) -> None:
+    """Fail unless ``error`` is a TypeError/ValueError that blames one of ``suspects``.
+
+    Args:
+        error: What the call under test raised.
+        suspects: The arguments (or columns) this case set to values that may be bad.
+        again: Called with the suspects the message names, it repeats the call with each of them
+            set to a valid value and returns what that raises (or None). The same error again
+            means the message blamed an argument that was not at fault. Defaults to ``None``
+            (no repeat: for suspects that have no valid stand-in, such as columns).
+    """
     event(f"refused: {type(error).__name__}")
     assert isinstance(error, (TypeError, ValueError)), (
         f"undocumented {type(error).__name__}: {error}"
     )
-    assert _names_an_argument(error, names), f"message names no argument: {error}"
+    named = _named(error, suspects)
+    assert named, f"message names none of {sorted(suspects)}: {error}"
+    if again is not None:
+        repeated = again(named)
+        assert repeated is None or (type(repeated), str(repeated)) != (type(error), str(error)), (
+            f"with {named} valid the same error comes back, so they are not at fault: {error}"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -65,9 +107,6 @@ BUILDERS = {
     "binary_classifier": binary_classifier,
     "multiclass_classifier": multiclass_classifier,
 }
-BUILDER_ARGUMENTS = ["inputs", "num_features", "first argument", "hidden_units", "activation",
-                     "dropout_rate", "batch_norm", "batch_norm_position", "input_batch_norm",
-                     "seed", "name", "num_classes"]
 
 widths = st.integers(min_value=-2, max_value=12)
 builder_kwargs = st.fixed_dictionaries(
@@ -110,7 +149,17 @@ def test_builders_build_or_refuse_clearly(builder, inputs, kwargs):
     try:
         model = BUILDERS[builder](inputs, **kwargs)
     except Exception as error:  # noqa: BLE001 - the property is about which exceptions
-        _documented(error, BUILDER_ARGUMENTS)
+
+        def again(named):
+            valid_inputs = 3 if "inputs" in named else inputs
+            mended = {k: v for k, v in kwargs.items() if k not in named}  # the default
+            if builder == "multiclass_classifier" and "num_classes" in named:
+                mended["num_classes"] = 3  # required: no default to fall back on
+            return _raised(lambda: BUILDERS[builder](valid_inputs, **mended))
+
+        # multiclass_classifier needs num_classes: leaving it out can be the fault.
+        required = ["num_classes"] if builder == "multiclass_classifier" else []
+        _documented(error, sorted({"inputs", *kwargs, *required}), again)
         return
     event("built")
     assert isinstance(model, keras.Model)
@@ -122,12 +171,6 @@ def test_builders_build_or_refuse_clearly(builder, inputs, kwargs):
 
 # --------------------------------------------------------------------------------------------
 # train()
-
-TRAIN_ARGUMENTS = ["model", "x", "y", "task", "validation_data", "valid_fraction", "epochs",
-                   "batch_size", "learning_rate", "optimizer", "loss", "early_stopping",
-                   "class_weight", "sample_weight", "callbacks", "verbose", "seed", "engine",
-                   "on_interrupt", "checkpoint_dir", "resume", "monitor", "patience",
-                   "min_delta", "restore_best_weights", "features", "rows", "model expects"]
 
 ROWS = 12
 _X = np.random.default_rng(0).normal(size=(ROWS, 2)).astype("float32")
@@ -169,6 +212,11 @@ VALID = {  # a valid choice for every argument, used for the small share of case
     "sample_weight": "none", "callbacks": "none", "validation_data": "none",
     "checkpoint_dir": "none", "resume": False, "y": "regression", "x": "array",
 }
+
+
+def _is_valid_choice(name, value) -> bool:
+    """Whether ``value`` is the VALID choice for ``name`` (``True`` is not ``1`` here)."""
+    return type(value) is type(VALID[name]) and value == VALID[name]
 
 
 def _materialize(name, value, tmp_folder):
@@ -228,7 +276,16 @@ def test_train_trains_or_refuses_clearly(arguments, tmp_path_factory):
             warnings.simplefilter("ignore")  # divergence or interruption warnings are allowed
             result = train(model, x, y, **values)
     except Exception as error:  # noqa: BLE001 - the property is about which exceptions
-        _documented(error, TRAIN_ARGUMENTS)
+
+        def again(named):
+            mended = {name: _materialize(name, VALID[name] if name in named else value, folder)
+                      for name, value in arguments.items()}
+            return _raised(lambda: train(linear_unit(2, seed=0), mended.pop("x"),
+                                         mended.pop("y"), **mended))
+
+        suspects = [name for name, value in arguments.items()
+                    if not _is_valid_choice(name, value)]
+        _documented(error, suspects, again)
         return
     event("trained")
     assert 1 <= result.epochs_run <= values["epochs"]
@@ -302,13 +359,10 @@ def test_damaged_model_files_load_or_raise_model_file_error(model_bytes, data, t
 
 
 # --------------------------------------------------------------------------------------------
-# Hooks for the pieces not merged yet: prepared data, prediction on raw rows, the command line
+# Prepared data, prediction on raw rows, the command line
 
-needs_data = pytest.mark.skipif("prepare" not in dlstructured._EXPORTS,
-                                reason="the data pipeline (prepare, TabularModel) is not merged")
-
-PREPARE_ARGUMENTS = ["frame", "frame_or_path", "target", "task", "valid_fraction", "split",
-                     "group_by", "seed", "column", "columns", "rows", "data", "path"]
+# A valid choice for each drawn argument of prepare(); the table itself is always a suspect.
+VALID_PREPARE = {"target": "target", "task": None, "valid_fraction": 0.3, "split": "random"}
 
 cells = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True, width=32),
                   st.integers(-5, 5), st.sampled_from(["a", "b", "", "c d", "1.5"]))
@@ -322,7 +376,6 @@ def frames(draw):
     return pd.DataFrame({c: draw(st.lists(cells, min_size=rows, max_size=rows)) for c in columns})
 
 
-@needs_data
 @budget(1.0)
 @given(frame=frames(), target=st.one_of(st.sampled_from(["target", "x", "missing"]), JUNK),
        task=st.sampled_from([None, "regression", "binary", "multiclass", "ranking"]),
@@ -335,7 +388,24 @@ def test_prepare_prepares_or_refuses_clearly(frame, target, task, valid_fraction
             data = dlstructured.prepare(frame, target, task=task, valid_fraction=valid_fraction,
                                         split=split, seed=0)
     except Exception as error:  # noqa: BLE001
-        _documented(error, PREPARE_ARGUMENTS + list(frame.columns))
+        chosen = {"target": target, "task": task, "valid_fraction": valid_fraction,
+                  "split": split}
+
+        def again(named):
+            mended = {name: VALID_PREPARE[name] if name in named else value
+                      for name, value in chosen.items()}
+            if mended == chosen:  # only the table or its columns are blamed: no stand-in
+                return None
+            target_, rest = mended.pop("target"), mended
+            return _raised(lambda: dlstructured.prepare(frame, target_, seed=0, **rest))
+
+        suspects = {"data", *frame.columns}
+        suspects.update(name for name, value in chosen.items()
+                        if type(value) is not type(VALID_PREPARE[name])
+                        or value != VALID_PREPARE[name])
+        if split == "group":
+            suspects.add("group_by")  # the group split needs it, and the case leaves it out
+        _documented(error, sorted(suspects, key=str), again)
         return
     event("prepared")
     assert data.x_train.dtype == np.float32 and data.x_train.shape[1] == data.num_features
@@ -344,8 +414,6 @@ def test_prepare_prepares_or_refuses_clearly(frame, target, task, valid_fraction
 
 @pytest.fixture(scope="module")
 def tabular_model():
-    if "prepare" not in dlstructured._EXPORTS:
-        pytest.skip("the data pipeline is not merged")
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"size": rng.uniform(0, 10, 40), "colour": rng.choice(["r", "g"], 40),
                           "target": rng.uniform(0, 1, 40)})
@@ -353,7 +421,6 @@ def tabular_model():
     return dlstructured.dense_stack(data, hidden_units=(4,), seed=0)
 
 
-@needs_data
 @budget(1.0)
 @given(frame=frames(), as_kind=st.sampled_from(["frame", "dict", "records", "array", "text"]))
 def test_prediction_on_raw_rows_predicts_or_refuses_clearly(tabular_model, frame, as_kind):
@@ -365,14 +432,13 @@ def test_prediction_on_raw_rows_predicts_or_refuses_clearly(tabular_model, frame
             warnings.simplefilter("ignore")
             predictions = tabular_model.predict(rows)
     except Exception as error:  # noqa: BLE001
-        _documented(error, ["x", "rows", "size", "colour", "columns", "frame", "batch_size"])
+        # The rows (argument x) or one of the model's columns, or one the rows bring.
+        _documented(error, sorted({"x", "size", "colour", *frame.columns}, key=str))
         return
     event("predicted")
     assert all(math.isfinite(float(value)) for value in np.ravel(predictions))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("dlstructured.cli") is None,
-                    reason="the command line is not merged yet")
 @budget(0.5)
 @given(argv=st.lists(st.sampled_from(["train", "predict", "evaluate", "--epochs", "0", "-1",
                                       "abc", "1e9", "--batch-size", "--seed", "--hidden", "4,x",

@@ -151,7 +151,10 @@ def test_heavy_tailed_but_ordinary_columns_get_no_notice():
     frame = pd.DataFrame({"income": rng.lognormal(10, 1, 5000), "y": rng.normal(size=5000)})
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataWarning)
-        dls.prepare(frame, "y")
+        data = dls.prepare(frame, "y")
+    # kept as an ordinary numeric feature, scaled into [0, 1] on the training rows
+    assert data.feature_names == ["income"]
+    assert data.x_train.min() == 0.0 and data.x_train.max() == 1.0
 
 
 # -- 11: dates as text, separators, encodings --------------------------------------------------

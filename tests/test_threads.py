@@ -6,7 +6,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
-import pytest
 
 import dlstructured
 from dlstructured._threadsafe import predict_on_batch
@@ -44,8 +43,6 @@ def test_loaded_network_predicts_the_same_from_8_threads(tmp_path, rng):
 
 
 def test_loaded_tabular_model_predicts_the_same_from_8_threads(tmp_path, rng):
-    if "prepare" not in dlstructured._EXPORTS:
-        pytest.skip("the data pipeline (prepare, TabularModel) is not merged yet")
     frame = pd.DataFrame({
         "size": rng.uniform(1, 10, 120),
         "colour": rng.choice(["red", "green", "blue"], 120),

@@ -65,20 +65,13 @@ def test_sigmoid_classifier_separates_a_separable_problem(rng):
     )
     assert result.task == "binary"
     assert list(result.history.columns) == [
-        "binary_accuracy",
         "auc",
-        "loss",
-        "val_binary_accuracy",
-        "val_auc",
-        "val_loss",
-    ] or set(result.history.columns) == {
-        "loss",
         "binary_accuracy",
-        "auc",
-        "val_loss",
-        "val_binary_accuracy",
+        "loss",
         "val_auc",
-    }
+        "val_binary_accuracy",
+        "val_loss",
+    ]
     assert result.best_metrics["val_binary_accuracy"] > 0.95
 
 
@@ -130,7 +123,7 @@ def test_history_has_one_row_per_epoch_and_loss_columns(line):
     history = result.history
     assert len(history) == result.epochs_run == 7
     assert list(history.index) == list(range(1, 8))
-    assert {"loss", "mae", "val_loss", "val_mae"} == set(history.columns)
+    assert list(history.columns) == ["loss", "mae", "val_loss", "val_mae"]
     assert result.final_metrics == {k: float(v) for k, v in history.iloc[-1].items()}
     assert result.best_metrics["val_loss"] == history["val_loss"].min()
     assert result.fit_time > 0 and result.wall_time >= result.fit_time
@@ -235,12 +228,10 @@ def test_same_seed_same_history_with_dropout(rng):
     assert not first.history.equals(other.history)
 
 
-def test_sample_and_class_weights(rng):
+def test_sample_weights_and_class_weight_errors(rng):
     x = rng.normal(size=(120, 2)).astype("float32")
     y = (x[:, 0] > 1.0).astype("float32")  # rare positives
     model = binary_classifier(2, hidden_units=(8,), seed=0)
-    balanced = train(model, x, y, epochs=3, class_weight="balanced", seed=0)
-    assert balanced.epochs_run == 3
     with pytest.raises(ValueError, match="no weight for classes"):
         train(model, x, y, epochs=1, class_weight={0: 1.0})
     with pytest.raises(ValueError, match="sample_weight"):
@@ -261,6 +252,26 @@ ENGINES_HERE = ["keras"] + (["jax"] if keras.backend.backend() == "jax" else [])
 
 
 @pytest.mark.parametrize("engine", ENGINES_HERE)
+def test_balanced_class_weight_lifts_minority_recall(rng, engine):
+    """On a 90/10 problem with overlapping classes, unweighted training predicts the majority."""
+    y = (rng.uniform(size=400) < 0.1).astype("float32")
+    x = rng.normal(size=(400, 2)).astype("float32")
+    x[:, 0] += y  # positives sit one standard deviation to the right: the classes overlap
+    kwargs = dict(epochs=10, batch_size=32, learning_rate=0.02, early_stopping=False, seed=0,
+                  engine=engine)
+
+    def minority_recall(class_weight):
+        model = binary_classifier(2, hidden_units=(4,), seed=0)
+        train(model, x, y, class_weight=class_weight, **kwargs)
+        probabilities = model.predict(x, verbose=0)[:, 0]
+        return float(np.mean(probabilities[y == 1] > 0.5))
+
+    plain, balanced = minority_recall(None), minority_recall("balanced")
+    assert plain < 0.2
+    assert balanced > 0.6
+
+
+@pytest.mark.parametrize("engine", ENGINES_HERE)
 def test_chosen_metrics_are_the_history_columns_and_measure_the_model(rng, engine):
     x = rng.normal(size=(120, 2)).astype("float32")
     y = (x[:, 0] - x[:, 1] > 0).astype("float32")
@@ -278,9 +289,9 @@ def test_chosen_metrics_are_the_history_columns_and_measure_the_model(rng, engin
         seed=0,
         engine=engine,
     )
-    assert sorted(result.history.columns) == sorted(
-        ["loss", "binary_accuracy", "mse", "val_loss", "val_binary_accuracy", "val_mse"]
-    )
+    assert list(result.history.columns) == [
+        "binary_accuracy", "loss", "mse", "val_binary_accuracy", "val_loss", "val_mse"
+    ]
     # Validation metrics are measured on the final weights: recompute them from predictions.
     probability = result.model.predict(x_valid, verbose=0)[:, 0]
     final = result.final_metrics
@@ -294,14 +305,19 @@ def test_chosen_metrics_are_the_history_columns_and_measure_the_model(rng, engin
 def test_no_metrics_leaves_the_loss_alone_and_accuracy_follows_the_task(rng, engine):
     x = rng.normal(size=(60, 2)).astype("float32")
     y = (x[:, 0] > 0).astype("float32")
-    kwargs = dict(epochs=2, early_stopping=False, seed=0, valid_fraction=0.25, engine=engine)
+    x_valid, y_valid = x[:15], y[:15]
+    kwargs = dict(epochs=2, early_stopping=False, seed=0, validation_data=(x_valid, y_valid),
+                  engine=engine)
     bare = train(binary_classifier(2, hidden_units=(4,), seed=0), x, y, metrics=[], **kwargs)
-    assert list(bare.history.columns) in (["loss", "val_loss"], ["val_loss", "loss"])
+    assert list(bare.history.columns) == ["loss", "val_loss"]
     model = binary_classifier(2, hidden_units=(4,), seed=0)
     named = train(model, x, y, metrics=["accuracy"], **kwargs)
-    assert "val_accuracy" in named.history.columns
+    assert list(named.history.columns) == ["accuracy", "loss", "val_accuracy", "val_loss"]
     # "accuracy" is binary accuracy here: thresholded probabilities, not exact equality.
-    assert 0.0 < named.final_metrics["accuracy"] <= 1.0
+    probability = model.predict(x_valid, verbose=0)[:, 0]
+    assert named.final_metrics["val_accuracy"] == pytest.approx(
+        np.mean((probability > 0.5) == y_valid), abs=1e-6
+    )
 
 
 @pytest.mark.parametrize(
@@ -391,6 +407,15 @@ def test_multiclass_targets_must_be_codes_the_model_can_output(codes, model_clas
               validation_data=(x, np.array(codes)))
 
 
+@pytest.mark.xfail(strict=True, reason="the width check says 'Validation data has 1 features', "
+                   "not `validation_data`: the message names no argument (training.py)")
+def test_validation_data_of_the_wrong_width_names_the_argument():
+    x = np.zeros((8, 2), "float32")
+    with pytest.raises(ValueError, match="validation_data.*Received"):
+        train(linear_unit(2, seed=0), x, np.zeros(8), epochs=1,
+              validation_data=(x[:4, :1], np.zeros(4)))
+
+
 def test_plot_draws_loss_and_accuracy_panels(rng):
     x = rng.normal(size=(60, 2)).astype("float32")
     y = (x[:, 0] > 0).astype("float32")
@@ -399,7 +424,16 @@ def test_plot_draws_loss_and_accuracy_panels(rng):
     )
     fig = result.plot(title="curves")
     assert [axis.get_ylabel() for axis in fig.axes] == ["loss", "accuracy"]
-    assert len(fig.axes[0].lines) >= 2
+    assert fig.get_suptitle() == "curves"
+    for axis in fig.axes:
+        assert [line.get_label() for line in axis.lines] == ["training", "validation",
+                                                              "best epoch"]
+    training, validation, best = fig.axes[0].lines
+    np.testing.assert_array_equal(training.get_ydata(), result.history["loss"].to_numpy())
+    np.testing.assert_array_equal(validation.get_ydata(), result.history["val_loss"].to_numpy())
+    assert list(best.get_xdata()) == [result.best_epoch] * 2
+    np.testing.assert_array_equal(fig.axes[1].lines[1].get_ydata(),
+                                  result.history["val_binary_accuracy"].to_numpy())
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the tf.data input path")
