@@ -32,11 +32,12 @@ from dlstructured.data.preprocessing import (
     _warn,
     infer_task,
 )
+from dlstructured.data.split import split_positions
 from dlstructured.errors import ColumnNamesWarning, DataError, SmallTrainingPartWarning
 
 __all__ = ["EmbeddingSpec", "PreparedData", "prepare", "read_table", "split_frame"]
 
-SPLITS = ("random", "stratified", "grouped")
+SPLITS = ("random", "stratified", "grouped", "hash")
 _READERS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _COMPRESSED = (".gz", ".bz2", ".zip", ".xz", ".zst")
 _OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
@@ -314,38 +315,11 @@ def _split_positions(
     labels: np.ndarray | None = None,
     groups: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Training and validation positions among ``size`` rows."""
-    if valid_fraction == 0.0:
-        return np.arange(size), np.arange(0)
-    if split == "random":
-        # The course's `df.sample(frac=0.7, random_state=0)`, reproduced exactly.
-        train = (
-            pd.RangeIndex(size)
-            .to_series()
-            .sample(frac=1.0 - valid_fraction, random_state=seed)
-            .to_numpy()
-        )
-        chosen = np.zeros(size, dtype=bool)
-        chosen[train] = True
-        return train, np.flatnonzero(~chosen)
-    rng = np.random.default_rng(seed)
-    if split == "stratified":
-        codes = pd.factorize(labels, use_na_sentinel=False)[0]
-        valid_parts = []
-        for code in range(codes.max() + 1):
-            members = rng.permutation(np.flatnonzero(codes == code))
-            valid_parts.append(members[: int(round(valid_fraction * len(members)))])
-        valid = np.sort(np.concatenate(valid_parts))
-    else:
-        codes = pd.factorize(groups, use_na_sentinel=False)[0]
-        count = int(codes.max()) + 1
-        order = rng.permutation(count)
-        valid_groups = order[: int(round(valid_fraction * count))]
-        valid = np.flatnonzero(np.isin(codes, valid_groups))
-    chosen = np.zeros(size, dtype=bool)
-    chosen[valid] = True
-    train = rng.permutation(np.flatnonzero(~chosen))
-    return train, valid
+    """Training and validation positions among ``size`` rows, for ``split=``."""
+    method = "sample" if split == "random" else split
+    return split_positions(
+        size, valid_fraction, method=method, seed=seed, labels=labels, groups=groups
+    )
 
 
 def _check_split_args(valid_fraction: Any, split: Any, seed: Any) -> tuple[float, str, int]:
@@ -381,13 +355,15 @@ def split_frame(
     the validation part is the remaining rows in their original order. ``"stratified"`` keeps
     each target value's share in both parts (regression targets are binned into deciles);
     ``"grouped"`` puts every row of a group (the course's artists) on the same side, taking
-    ``valid_fraction`` of the groups for validation.
+    ``valid_fraction`` of the groups for validation; ``"hash"`` decides each row by a seeded
+    hash of its position, both parts in row order (see :mod:`dlstructured.data.split`).
 
     Args:
         frame: The table; it is not modified.
         valid_fraction: Share of rows (of groups for ``"grouped"``) kept for validation, in
             [0, 1). Defaults to ``0.3``.
-        split: ``"random"``, ``"stratified"`` or ``"grouped"``. Defaults to ``"random"``.
+        split: ``"random"``, ``"stratified"``, ``"grouped"`` or ``"hash"``. Defaults to
+            ``"random"``.
         target: Target column, needed for ``"stratified"``. Defaults to ``None``.
         group_by: Group column, needed for ``"grouped"``. Defaults to ``None``.
         seed: Seed of the split; the same seed gives the same split. Defaults to ``0``.
@@ -546,8 +522,9 @@ def prepare(
         valid_fraction: Share of rows kept for validation, in [0, 1); ``0`` keeps none.
             Defaults to ``0.3``.
         split: ``"random"`` (the course's ``sample(frac=0.7, random_state=seed)``),
-            ``"stratified"`` (by the target) or ``"grouped"`` (by ``group_by``). Defaults to
-            ``"random"``.
+            ``"stratified"`` (by the target), ``"grouped"`` (by ``group_by``) or ``"hash"``
+            (each row by a seeded hash of its row number, as streamed data needs; see
+            :mod:`dlstructured.data.split`). Defaults to ``"random"``.
         group_by: Column whose groups must not straddle the split (it is not used as a
             feature). Defaults to ``None``.
         drop: Names of columns to leave out (an identifier, a leak of the target); each is
