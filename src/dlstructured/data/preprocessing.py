@@ -862,6 +862,52 @@ class TabularPreprocessor:
         self._fit(frame, rows, rows)
         return self
 
+    def fit_transform_parts(
+        self,
+        frame: pd.DataFrame,
+        parts: Sequence[np.ndarray],
+        *,
+        fit_rows: np.ndarray | None = None,
+        label_rows: np.ndarray | None = None,
+        exclude: Mapping[Any, str] | None = None,
+    ) -> list[np.ndarray]:
+        """Fit on some rows of a frame, then return the feature matrix of each part of it.
+
+        This is :func:`~dlstructured.prepare`'s step after the split: fitting on the training
+        rows and transforming the training and validation rows in one pass reads each
+        categorical column once.
+
+        Args:
+            frame: The whole table; it is not modified.
+            parts: Row positions (integer arrays) of each part to transform.
+            fit_rows: Positions of the rows whose statistics are fitted, or ``None`` for all.
+                Defaults to ``None``.
+            label_rows: Positions of the rows with a target (training and validation
+                together): the task and the class labels are decided on them, so a label seen
+                only in validation still gets a code. ``None`` means all rows. Defaults to
+                ``None``.
+            exclude: Columns to leave out, each with its reason as listed by
+                :attr:`dropped_columns` (``"dropped"``, ``"group"``). Defaults to ``None``.
+
+        Returns:
+            One C-contiguous float32 matrix per part, in the order of ``parts``.
+
+        Raises:
+            TypeError: If ``frame`` is not a DataFrame, ``exclude`` is not a dict, or a column's
+                dtype cannot be used.
+            DataError: If the data cannot be used (the message names the column and the fix).
+        """
+        if exclude is None:
+            exclude = {}
+        if not isinstance(exclude, Mapping):
+            raise TypeError(
+                "`exclude` must be a dict of column name -> reason, such as {'id': 'dropped'}. "
+                f"Received: exclude={exclude!r}"
+            )
+        factorized: dict = {}  # categorical columns are factorized once, for fit and transform
+        self._fit(frame, fit_rows, label_rows, exclude=exclude, cache=factorized)
+        return self._transform(frame, list(parts), warn_extra=False, cache=factorized)
+
     def _fit(
         self,
         frame: pd.DataFrame,
