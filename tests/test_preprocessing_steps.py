@@ -17,7 +17,7 @@ from dlstructured.data.steps import (
 
 def _batches(values, cuts=(7, 8, 50, 133)):
     edges = [0, *cuts, len(values)]
-    return [values[start:stop] for start, stop in zip(edges, edges[1:])]
+    return [values[start:stop] for start, stop in zip(edges, edges[1:], strict=False)]
 
 
 def _numbers(rows=300, seed=0):

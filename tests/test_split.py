@@ -88,7 +88,7 @@ def test_hash_split_is_the_same_whatever_the_batches():
     rng = np.random.default_rng(0)
     cuts = np.sort(rng.choice(np.arange(1, 1000), size=12, replace=False))
     valid = []
-    for start, stop in zip([0, *cuts], [*cuts, 1000]):
+    for start, stop in zip([0, *cuts], [*cuts, 1000], strict=True):
         _, part = split_positions(stop - start, 0.2, method="hash", seed=4, start=int(start))
         valid.extend((part + start).tolist())
     assert valid == whole_valid.tolist()

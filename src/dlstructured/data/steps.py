@@ -364,7 +364,7 @@ def _count_codes(codes: np.ndarray, strings: list[str | None]) -> CategoricalSta
     tally = np.bincount(codes[codes >= 0], minlength=len(strings)) if len(strings) else []
     counts: dict[str, int] = {}
     missing = int(np.count_nonzero(codes < 0))
-    for text, count in zip(strings, np.asarray(tally).tolist()):
+    for text, count in zip(strings, np.asarray(tally).tolist(), strict=True):
         if count == 0:
             continue
         if text is None:
