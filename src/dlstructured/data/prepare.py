@@ -9,6 +9,7 @@ from __future__ import annotations
 import bz2
 import csv
 import gzip
+import inspect
 import lzma
 import os
 import zipfile
@@ -23,7 +24,6 @@ import pandas as pd
 from dlstructured._checks import check_choice, check_float, check_int
 from dlstructured.data.datasets import find_index_column
 from dlstructured.data.preprocessing import (
-    DEFAULT_MAX_ONE_HOT,
     EmbeddingSpec,
     TabularPreprocessor,
     _check_frame,
@@ -32,11 +32,12 @@ from dlstructured.data.preprocessing import (
     _warn,
     infer_task,
 )
+from dlstructured.data.split import split_positions
 from dlstructured.errors import ColumnNamesWarning, DataError, SmallTrainingPartWarning
 
 __all__ = ["EmbeddingSpec", "PreparedData", "prepare", "read_table", "split_frame"]
 
-SPLITS = ("random", "stratified", "grouped")
+SPLITS = ("random", "stratified", "grouped", "hash")
 _READERS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _COMPRESSED = (".gz", ".bz2", ".zip", ".xz", ".zst")
 _OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
@@ -314,38 +315,11 @@ def _split_positions(
     labels: np.ndarray | None = None,
     groups: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Training and validation positions among ``size`` rows."""
-    if valid_fraction == 0.0:
-        return np.arange(size), np.arange(0)
-    if split == "random":
-        # The course's `df.sample(frac=0.7, random_state=0)`, reproduced exactly.
-        train = (
-            pd.RangeIndex(size)
-            .to_series()
-            .sample(frac=1.0 - valid_fraction, random_state=seed)
-            .to_numpy()
-        )
-        chosen = np.zeros(size, dtype=bool)
-        chosen[train] = True
-        return train, np.flatnonzero(~chosen)
-    rng = np.random.default_rng(seed)
-    if split == "stratified":
-        codes = pd.factorize(labels, use_na_sentinel=False)[0]
-        valid_parts = []
-        for code in range(codes.max() + 1):
-            members = rng.permutation(np.flatnonzero(codes == code))
-            valid_parts.append(members[: int(round(valid_fraction * len(members)))])
-        valid = np.sort(np.concatenate(valid_parts))
-    else:
-        codes = pd.factorize(groups, use_na_sentinel=False)[0]
-        count = int(codes.max()) + 1
-        order = rng.permutation(count)
-        valid_groups = order[: int(round(valid_fraction * count))]
-        valid = np.flatnonzero(np.isin(codes, valid_groups))
-    chosen = np.zeros(size, dtype=bool)
-    chosen[valid] = True
-    train = rng.permutation(np.flatnonzero(~chosen))
-    return train, valid
+    """Training and validation positions among ``size`` rows, for ``split=``."""
+    method = "sample" if split == "random" else split
+    return split_positions(
+        size, valid_fraction, method=method, seed=seed, labels=labels, groups=groups
+    )
 
 
 def _check_split_args(valid_fraction: Any, split: Any, seed: Any) -> tuple[float, str, int]:
@@ -381,13 +355,15 @@ def split_frame(
     the validation part is the remaining rows in their original order. ``"stratified"`` keeps
     each target value's share in both parts (regression targets are binned into deciles);
     ``"grouped"`` puts every row of a group (the course's artists) on the same side, taking
-    ``valid_fraction`` of the groups for validation.
+    ``valid_fraction`` of the groups for validation; ``"hash"`` decides each row by a seeded
+    hash of its position, both parts in row order (see :mod:`dlstructured.data.split`).
 
     Args:
         frame: The table; it is not modified.
         valid_fraction: Share of rows (of groups for ``"grouped"``) kept for validation, in
             [0, 1). Defaults to ``0.3``.
-        split: ``"random"``, ``"stratified"`` or ``"grouped"``. Defaults to ``"random"``.
+        split: ``"random"``, ``"stratified"``, ``"grouped"`` or ``"hash"``. Defaults to
+            ``"random"``.
         target: Target column, needed for ``"stratified"``. Defaults to ``None``.
         group_by: Group column, needed for ``"grouped"``. Defaults to ``None``.
         seed: Seed of the split; the same seed gives the same split. Defaults to ``0``.
@@ -497,19 +473,12 @@ def prepare(
     data: pd.DataFrame | str | os.PathLike,
     target: Any,
     *,
-    task: str | None = None,
-    kinds: Mapping[Any, str] | None = None,
-    scaling: str = "minmax",
-    target_scaling: str | None = "minmax",
-    missing: str = "impute",
-    max_one_hot: int = DEFAULT_MAX_ONE_HOT,
-    positive_label: Any = None,
     valid_fraction: float = 0.3,
-    clip_target: bool = False,
     split: str = "random",
     group_by: Any = None,
     drop: Sequence[Any] | None = None,
     seed: int = 0,
+    **options: Any,
 ) -> PreparedData:
     """Split a table, fit the preprocessing on the training part, and return model-ready arrays.
 
@@ -525,35 +494,21 @@ def prepare(
     Args:
         data: A DataFrame, or the path of a CSV or Parquet file.
         target: Name of the target column.
-        task: ``"regression"``, ``"binary"``, ``"multiclass"``, or ``None`` to infer it.
-            Defaults to ``None``.
-        kinds: Kind per column, overriding the inferred one: ``"numeric"``,
-            ``"categorical"``, ``"datetime"`` or ``"ignore"``. Defaults to ``None``.
-        scaling: Numeric scaling, ``"minmax"`` (the course's), ``"standard"`` or ``"robust"``
-            (median and interquartile range, then a smooth clip to (-3, 3); two-valued columns
-            become -1/+1). Defaults to ``"minmax"``.
-        target_scaling: Regression target scaling for training, ``"minmax"`` (the course's),
-            ``"standard"`` or ``None``; predictions are always in the target's units. Defaults
-            to ``"minmax"``.
-        clip_target: For regression, clip predictions to the training part's target range.
-            Defaults to ``False``.
-        missing: ``"impute"`` (median plus indicator) or ``"error"`` (raise, listing the
-            columns with missing numbers). Defaults to ``"impute"``.
-        max_one_hot: Most categories a column may have to be one-hot encoded; wider columns get
-            an embedding. Defaults to ``20``.
-        positive_label: For binary targets, the label mapped to 1. Defaults to ``None`` (the
-            larger label in sorted order).
         valid_fraction: Share of rows kept for validation, in [0, 1); ``0`` keeps none.
             Defaults to ``0.3``.
         split: ``"random"`` (the course's ``sample(frac=0.7, random_state=seed)``),
-            ``"stratified"`` (by the target) or ``"grouped"`` (by ``group_by``). Defaults to
-            ``"random"``.
+            ``"stratified"`` (by the target), ``"grouped"`` (by ``group_by``) or ``"hash"``
+            (each row by a seeded hash of its row number, as streamed data needs; see
+            :mod:`dlstructured.data.split`). Defaults to ``"random"``.
         group_by: Column whose groups must not straddle the split (it is not used as a
             feature). Defaults to ``None``.
         drop: Names of columns to leave out (an identifier, a leak of the target); each is
             listed in ``data.preprocessor.dropped_columns`` as ``"dropped"`` and ignored at
             prediction. Defaults to ``None`` (none).
         seed: Seed of the split. Defaults to ``0``.
+        **options: The preprocessing options, passed to
+            :class:`~dlstructured.TabularPreprocessor`, which documents them all (``task``,
+            ``kinds``, ``scaling``, ``max_one_hot`` ...); each defaults to its default there.
 
     Returns:
         A :class:`PreparedData`.
@@ -581,17 +536,8 @@ def prepare(
     _check_frame(frame)
     if not isinstance(target, (str, int)) or isinstance(target, bool):
         raise TypeError(f"`target` must be a column name (a string). Received: target={target!r}")
-    preprocessor = TabularPreprocessor(
-        target,
-        task=task,
-        kinds=kinds,
-        scaling=scaling,
-        target_scaling=target_scaling,
-        missing=missing,
-        max_one_hot=max_one_hot,
-        positive_label=positive_label,
-        clip_target=clip_target,
-    )
+    preprocessor = _preprocessor(target, options)
+    task = preprocessor.task
     valid_fraction, split, seed = _check_split_args(valid_fraction, split, seed)
     dropped = _check_drop(drop, frame, target)
     labelled = _rows_with_target(frame, target)
@@ -621,10 +567,9 @@ def prepare(
     exclude = {name: "dropped" for name in dropped}
     if group_by is not None:
         exclude[group_by] = "group"
-    factorized: dict = {}  # categorical columns are factorized once, for fit and transform
-    preprocessor._fit(frame, train, labelled, exclude=exclude, cache=factorized)
-    features = preprocessor._transform(frame, [train, valid], warn_extra=False, cache=factorized)
-    del factorized
+    features = preprocessor.fit_transform_parts(
+        frame, [train, valid], fit_rows=train, label_rows=labelled, exclude=exclude
+    )
     target_column = frame[target]
     y_train = preprocessor.transform_target(target_column.iloc[train])
     y_valid = preprocessor.transform_target(target_column.iloc[valid]) if len(valid) else None
@@ -633,7 +578,7 @@ def prepare(
         y_train=y_train,
         x_valid=features[1] if len(valid) else None,
         y_valid=y_valid,
-        task=preprocessor._state["task"],
+        task=preprocessor.task,
         num_features=preprocessor.num_features,
         num_classes=preprocessor.num_classes,
         feature_names=preprocessor.feature_names,
@@ -644,3 +589,21 @@ def prepare(
         train_index=frame.index[train],
         valid_index=frame.index[valid],
     )
+
+
+_PREPROCESSING_OPTIONS = tuple(
+    name for name in inspect.signature(TabularPreprocessor).parameters if name != "target"
+)
+
+
+def _preprocessor(target: Any, options: Mapping[str, Any]) -> TabularPreprocessor:
+    """The unfitted preprocessor of ``prepare(..., **options)``."""
+    unknown = [name for name in options if name not in _PREPROCESSING_OPTIONS]
+    if unknown:
+        raise TypeError(
+            f"prepare() got unknown options {_names(unknown)}. Its options are the split's "
+            "(valid_fraction, split, group_by, drop, seed) and the preprocessing's "
+            f"({', '.join(_PREPROCESSING_OPTIONS)}). Received: "
+            + ", ".join(f"{name}={options[name]!r}" for name in unknown)
+        )
+    return TabularPreprocessor(target, **options)

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from dlstructured._checks import check_choice, check_int
+from dlstructured.data import steps as _steps
 from dlstructured.errors import (
     ColumnTypeError,
     ConstantColumnWarning,
@@ -862,6 +863,52 @@ class TabularPreprocessor:
         self._fit(frame, rows, rows)
         return self
 
+    def fit_transform_parts(
+        self,
+        frame: pd.DataFrame,
+        parts: Sequence[np.ndarray],
+        *,
+        fit_rows: np.ndarray | None = None,
+        label_rows: np.ndarray | None = None,
+        exclude: Mapping[Any, str] | None = None,
+    ) -> list[np.ndarray]:
+        """Fit on some rows of a frame, then return the feature matrix of each part of it.
+
+        This is :func:`~dlstructured.prepare`'s step after the split: fitting on the training
+        rows and transforming the training and validation rows in one pass reads each
+        categorical column once.
+
+        Args:
+            frame: The whole table; it is not modified.
+            parts: Row positions (integer arrays) of each part to transform.
+            fit_rows: Positions of the rows whose statistics are fitted, or ``None`` for all.
+                Defaults to ``None``.
+            label_rows: Positions of the rows with a target (training and validation
+                together): the task and the class labels are decided on them, so a label seen
+                only in validation still gets a code. ``None`` means all rows. Defaults to
+                ``None``.
+            exclude: Columns to leave out, each with its reason as listed by
+                :attr:`dropped_columns` (``"dropped"``, ``"group"``). Defaults to ``None``.
+
+        Returns:
+            One C-contiguous float32 matrix per part, in the order of ``parts``.
+
+        Raises:
+            TypeError: If ``frame`` is not a DataFrame, ``exclude`` is not a dict, or a column's
+                dtype cannot be used.
+            DataError: If the data cannot be used (the message names the column and the fix).
+        """
+        if exclude is None:
+            exclude = {}
+        if not isinstance(exclude, Mapping):
+            raise TypeError(
+                "`exclude` must be a dict of column name -> reason, such as {'id': 'dropped'}. "
+                f"Received: exclude={exclude!r}"
+            )
+        factorized: dict = {}  # categorical columns are factorized once, for fit and transform
+        self._fit(frame, fit_rows, label_rows, exclude=exclude, cache=factorized)
+        return self._transform(frame, list(parts), warn_extra=False, cache=factorized)
+
     def _fit(
         self,
         frame: pd.DataFrame,
@@ -1027,11 +1074,12 @@ class TabularPreprocessor:
                 if train_rows is None
                 else _numeric_values(frame[name].iloc[train_rows], name)
             )
+            target_stats = _steps.TargetStep(task).fit(train_values).numeric
             if self.target_scaling != "none":
-                center, half = _scale_params(train_values, self.target_scaling)
-                result["target_offset"], result["target_half"] = center, half
+                step = _steps.NumericStep(self.target_scaling, target_stats)
+                result["target_offset"], result["target_half"] = step.scale()
             if self.clip_target:
-                result["target_range"] = [float(train_values.min()), float(train_values.max())]
+                result["target_range"] = [target_stats.minimum, target_stats.maximum]
             return result
         labels = sorted({_native(v) for v in uniques}, key=_label_sort_key)
         if task == "binary" and len(labels) != 2:
@@ -1083,35 +1131,35 @@ class TabularPreprocessor:
                     "them (e.g. with NaN, which is imputed) or drop those rows."
                 )
         train = values if train_rows is None else values[train_rows]
-        missing = np.isnan(train)
-        present = train[~missing]
-        if present.size == 0:
+        step = _steps.NumericStep(self.scaling).fit(train)
+        stats = step.stats
+        if stats.count == 0:
             raise DataError(
                 f"Column {name!r} has no values in the training part (all of its values are in "
                 "the validation part). Use more rows, another seed, or drop the column."
             )
-        has_missing = bool(missing.any())
+        has_missing = stats.missing > 0
         if has_missing and self.missing == "error":
             return "strict_missing"
         if not has_missing and np.isnan(values).any() and self.missing == "error":
             return "strict_missing"
-        constant = bool(present.min() == present.max())
+        constant = stats.minimum == stats.maximum
         if constant and not has_missing:
             return "constant"
-        center, half = _scale_params(present, self.scaling)
+        center, half = step.scale()
         if part is None and not constant and self.scaling != "robust":
             # Robust scaling with smooth clipping is not flattened by a few extreme values.
-            _check_extremes(present, name)
+            _check_extremes(stats.kept, name)
         entry = {
             "column": name,
             "part": part,
-            "fill": _median(present),
+            "fill": step.fill(),
             "center": center,
             "half": half,
             "value": not constant,
             "indicator": has_missing,
         }
-        if self.scaling == "robust" and np.unique(present).size > 2:
+        if step.smooth_clip:
             entry["smooth_clip"] = True
         state["numeric"].append(entry)
         return "number"
@@ -1139,19 +1187,12 @@ class TabularPreprocessor:
         if cache is not None:
             cache[name] = (codes, strings)
         train_codes = codes if train_rows is None else codes[train_rows]
-        present_codes = np.unique(train_codes)
-        categories = set()
-        has_missing = False
-        for code in present_codes.tolist():
-            text = None if code < 0 else strings[code]
-            if text is None:
-                has_missing = True
-            else:
-                categories.add(text)
-        categories = sorted(categories)
+        step = _steps.CategoricalStep(self.max_one_hot).fit_codes(train_codes, strings)
+        categories = step.stats.categories
+        has_missing = step.stats.missing > 0
         if len(categories) + has_missing <= 1:
             return "constant"
-        present = int(np.count_nonzero(train_codes >= 0))
+        present = int(np.count_nonzero(train_codes >= 0))  # texts that read as missing count
         if (
             identifier_check
             and source == "text"
@@ -1163,7 +1204,7 @@ class TabularPreprocessor:
         state["categorical"].append(
             {
                 "column": name,
-                "encoding": "one_hot" if len(categories) <= self.max_one_hot else "embedding",
+                "encoding": step.encoding,
                 "categories": categories,
                 "missing": has_missing,
             }

@@ -398,9 +398,9 @@ def _split_rows(num_rows: int, fraction: float, seed: int | None):
         raise ValueError(
             f"`valid_fraction` needs at least 2 rows to split; the data has {num_rows}."
         )
-    order = np.random.default_rng(seed).permutation(num_rows)
-    num_valid = min(max(1, round(num_rows * fraction)), num_rows - 1)
-    return np.sort(order[num_valid:]), np.sort(order[:num_valid])
+    from dlstructured.data.split import split_positions
+
+    return split_positions(num_rows, fraction, method="permutation", seed=seed)
 
 
 def _learning_rate(schedule: Any, learning_rate: float, epochs: int, rows: int, batch_size: int):
