@@ -1,11 +1,11 @@
 """Checks that a ``.keras`` file is sound and carries no code, before Keras reads it.
 
 A ``.keras`` file is a zip archive holding ``config.json`` (how to rebuild the model),
-``metadata.json`` and the weights. :func:`read_keras_config` checks the container (present, not
-empty, a zip archive whose checksums hold, a JSON configuration); :func:`check_config_is_safe`
+``metadata.json`` and the weights. ``read_keras_config`` checks the container (present, not
+empty, a zip archive whose checksums hold, a JSON configuration); ``check_config_is_safe``
 refuses a configuration with a ``Lambda`` layer, serialized Python code, or a class or function
 from a package other than Keras and dlstructured. ``dlstructured.load_model`` runs both, then
-loads with Keras safe mode on. Every refusal is a :class:`~dlstructured.ModelFileError` that
+loads with Keras safe mode on. Every refusal is a ``ModelFileError`` that
 names the file.
 """
 

@@ -4,7 +4,7 @@ On the JAX backend, Keras's ``Model.predict`` and ``Model.predict_on_batch`` are
 from two threads at once: each call swaps the model's state in and out of the Keras variables, so
 a concurrent call can find a function slot emptied (``TypeError: 'NoneType' object is not
 callable``) or a buffer already donated (``Buffer has been deleted or donated``); measured with
-Keras 3.15 and JAX 0.10. On TensorFlow they are safe. :func:`predict_on_batch` holds one lock per
+Keras 3.15 and JAX 0.10. On TensorFlow they are safe. ``predict_on_batch`` holds one lock per
 model around Keras's call, so threads take turns on the compiled function and every result is
 what a sequential call returns.
 

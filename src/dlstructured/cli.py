@@ -1,9 +1,9 @@
 """The ``dlstructured`` command line: train, predict, evaluate and demo.
 
 A thin shell over the library: ``dlstructured train DATA --target COL`` turns its flags into a
-:class:`dlstructured.RunConfig` (each flag is the field of the same name, ``--hidden-units`` is
+``dlstructured.RunConfig`` (each flag is the field of the same name, ``--hidden-units`` is
 ``hidden_units``; the flags of 0.1.0, such as ``--hidden`` and ``--dropout``, stay as aliases) and
-calls :func:`dlstructured.fit_table`, which reads, prepares, builds, trains and writes the output
+calls ``dlstructured.fit_table``, which reads, prepares, builds, trains and writes the output
 folder. What only a process has lives here: the choice of the Keras backend before Keras is
 imported (``--backend``, JAX by default; with JAX TensorFlow is never imported), signals, the
 console and exit codes.
@@ -60,7 +60,7 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors are one line and leave exiting to :func:`main`."""
+    """An ``ArgumentParser`` whose errors are one line and leave exiting to ``main``."""
 
     def error(self, message: str) -> Any:  # type: ignore[override]
         raise UsageError(f"{message} (see `{self.prog} --help`)")
@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     Returns:
         An ``argparse.ArgumentParser`` with the subcommands ``train``, ``predict``, ``evaluate``
-        and ``demo``. Its ``error`` method raises :class:`UsageError` instead of exiting.
+        and ``demo``. Its ``error`` method raises ``UsageError`` instead of exiting.
 
     Example:
 
@@ -339,11 +339,11 @@ def _import_keras_without_extras() -> None:
 def _keras_backend(requested: str | None, *, hide_extras: bool = False) -> Iterator[str]:
     """Select the Keras backend for this command, before Keras is imported.
 
-    The environment variable is restored afterwards, so calling :func:`main` inside another
+    The environment variable is restored afterwards, so calling ``main`` inside another
     program leaves that program's environment as it was. On JAX, TensorFlow imports are refused
-    while the command runs (see :class:`_KeepTensorFlowOut`). With ``hide_extras`` (only when the
+    while the command runs (see ``_KeepTensorFlowOut``). With ``hide_extras`` (only when the
     command is the whole process: Keras keeps what it saw at import for the rest of the process),
-    Keras is imported without its optional extras (see :func:`_import_keras_without_extras`).
+    Keras is imported without its optional extras (see ``_import_keras_without_extras``).
     """
     if "keras" in sys.modules:  # main() called inside a program that already imported Keras
         import keras
@@ -381,10 +381,10 @@ def _keras_backend(requested: str | None, *, hide_extras: bool = False) -> Itera
 
 
 class _Signals:
-    """Signals received while the command runs (see :func:`_sigterm_raises_interrupt`).
+    """Signals received while the command runs (see ``_sigterm_raises_interrupt``).
 
-    ``notice`` is set while a first signal should only be noted (see :func:`_interrupts_deferred`):
-    while training runs, :func:`_interrupt_callback` raises ``KeyboardInterrupt`` at the end of
+    ``notice`` is set while a first signal should only be noted (see ``_interrupts_deferred``):
+    while training runs, ``_interrupt_callback`` raises ``KeyboardInterrupt`` at the end of
     the epoch, where Keras's loop and the checkpoint are consistent; while the output files are
     written, the command finishes them.
     """
@@ -401,10 +401,10 @@ _signals = _Signals()
 def _sigterm_raises_interrupt() -> Iterator[None]:
     """Turn SIGTERM into ``KeyboardInterrupt`` while the command runs (main thread only).
 
-    Outside the deferred stretches of :func:`_interrupts_deferred` the exception is raised at
+    Outside the deferred stretches of ``_interrupts_deferred`` the exception is raised at
     once. Python delivers it wherever the main thread is, and where that is a ``__del__`` method
     or a garbage-collector callback it is printed as "Exception ignored" and lost; every signal
-    is therefore also noted, and :func:`_interrupt_callback` raises it again at the end of the
+    is therefore also noted, and ``_interrupt_callback`` raises it again at the end of the
     next epoch. Inside a deferred stretch the first signal is only noted, so the interrupt does
     not unwind through the backend's own code; a second one raises at once. Ctrl-C (SIGINT) is
     handled the same way unless the process was started with SIGINT ignored.
@@ -664,7 +664,7 @@ def _cmd_train(args: argparse.Namespace, console: _Console) -> int:
 
 def _fit(data: Any, target: Any, config: RunConfig, *, out: Path, resume: bool,
          console: _Console) -> int:
-    """Train with :func:`dlstructured.fit_table`, print the metrics, return the exit status."""
+    """Train with ``dlstructured.fit_table``, print the metrics, return the exit status."""
     from dlstructured.run import OUTPUT_FILES, fit_table
     from dlstructured.training.loop import TrainingDivergedWarning, TrainingInterruptedWarning
 

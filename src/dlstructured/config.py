@@ -1,6 +1,6 @@
-"""What a training run is made of: one flat, frozen, validated :class:`RunConfig`.
+"""What a training run is made of: one flat, frozen, validated ``RunConfig``.
 
-The command line, :func:`dlstructured.fit_table` and the files a run writes (``run.json``) all
+The command line, ``dlstructured.fit_table`` and the files a run writes (``run.json``) all
 speak this one vocabulary: each command-line flag is a field of the same name with dashes as
 underscores (``--hidden-units`` is ``hidden_units``). A config checks itself when it is made, so a
 bad value fails before any data is read, with the message the rest of the library gives
@@ -269,7 +269,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> RunConfig:
-        """Read a config written by :meth:`to_dict` of this or any earlier version.
+        """Read a config written by ``to_dict`` of this or any earlier version.
 
         A record without ``config_version`` is 0.1.0's run.json ``options``, under the command
         line's names of then (``hidden``, ``dropout``); keys an older version did not record

@@ -1,18 +1,18 @@
-"""One home for a training run: :func:`fit_table`, :class:`Run` and the folder a run writes.
+"""One home for a training run: ``fit_table``, ``Run`` and the folder a run writes.
 
 ``fit_table(data, target, config)`` does what ``dlstructured train`` does, from a notebook: read a
 CSV or Parquet file (or take a DataFrame), prepare it, build the network the task's builder makes
-and train it, all as the :class:`~dlstructured.RunConfig` says. With ``out`` it writes the output
+and train it, all as the ``RunConfig`` says. With ``out`` it writes the output
 folder the command line writes:
 
 - ``run.json``: what the run was started with (data, target, backend, config, a fingerprint of
   the data), written first, so an interrupted run can be resumed;
 - ``checkpoints/``: the best model and the latest training state, after every epoch;
-- ``model.keras``, ``metrics.json`` (:meth:`Run.summary`), ``history.csv`` and
+- ``model.keras``, ``metrics.json`` (``Run.summary``), ``history.csv`` and
   ``learning_curves.png`` once training ends.
 
-Every file is written through :mod:`dlstructured._io`, so none is ever half-written. Resuming
-(``resume=True``, or :func:`resume_run` with the folder alone) refuses data, a target or a config
+Every file is written through ``dlstructured._io``, so none is ever half-written. Resuming
+(``resume=True``, or ``resume_run`` with the folder alone) refuses data, a target or a config
 that conflict with the run, and a data file whose content changed since the run started.
 
 The library never chooses the Keras backend: the run uses the active one and records it.
@@ -44,7 +44,7 @@ MODEL_FILE = "model.keras"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
 PLOT_FILE = "learning_curves.png"
-#: The files :meth:`Run.write` writes, in order.
+#: The files [`Run.write`][dlstructured.run.Run.write] writes, in order.
 OUTPUT_FILES = (MODEL_FILE, METRICS_FILE, HISTORY_FILE, PLOT_FILE, RUN_FILE)
 #: Version of ``run.json``; version 1 (0.1.0 and its successors up to 0.2) had no number and
 #: recorded the command line's ``options``.
@@ -65,7 +65,7 @@ class RunRecord:
         data: Absolute path of the data file, or ``None`` for a DataFrame.
         target: The target column.
         backend: The Keras backend the run trained on.
-        config: The run's :class:`~dlstructured.RunConfig`.
+        config: The run's [`RunConfig`][dlstructured.config.RunConfig].
         fingerprint: What identifies the data (``sha256``, ``bytes``, ``rows``, ``columns``), or
             ``None`` for a run that recorded none (0.1.0).
     """
@@ -146,7 +146,7 @@ def _read_table(path: Path, sep: str | None, encoding: str | None) -> pd.DataFra
 def read_data(data: Any, *, sep: str | None = None, encoding: str | None = None) -> pd.DataFrame:
     """The table of ``data``: a DataFrame as it is, or a CSV or Parquet file read with ``sep``
     and ``encoding`` (``None``: detected, UTF-8), without a leading row-number column (dropped
-    with a :class:`~dlstructured.DataWarning`).
+    with a [`DataWarning`][dlstructured.errors.DataWarning]).
 
     Raises:
         TypeError: If ``data`` is neither a DataFrame nor a path.
@@ -452,9 +452,9 @@ class Run:
     """A finished training run: plain data, plus the trained model.
 
     Attributes:
-        model: The trained :class:`~dlstructured.TabularModel` (predicts on raw rows).
-        result: The :class:`~dlstructured.TrainingResult` (history, best and final metrics).
-        config: The :class:`~dlstructured.RunConfig` the run trained with.
+        model: The trained ``TabularModel`` (predicts on raw rows).
+        result: The ``TrainingResult`` (history, best and final metrics).
+        config: The [`RunConfig`][dlstructured.config.RunConfig] the run trained with.
         data: Absolute path of the data file, or ``None`` for a DataFrame.
         target: The target column.
         task: ``"regression"``, ``"binary"`` or ``"multiclass"``.
@@ -585,7 +585,7 @@ def fit_table(
     Args:
         data: A pandas DataFrame, or the path of a CSV or Parquet file (read with the config's
             ``sep`` and ``encoding``; a leading row-number column is dropped with a
-            :class:`~dlstructured.DataWarning`). With ``resume=True``, ``None`` means the run's
+            ``DataWarning``). With ``resume=True``, ``None`` means the run's
             own data file.
         target: The column to predict; with ``resume=True``, ``None`` means the run's.
         config: What the run is made of. Defaults to ``None``: ``RunConfig()``, or, resuming,
@@ -597,11 +597,11 @@ def fit_table(
         resume: Continue the run in ``out`` from its last checkpoint. Defaults to ``False``.
         callbacks: Keras callbacks to run during training. Defaults to none.
         verbose: ``0`` silent, ``1`` the progress bar of
-            :mod:`dlstructured.training.progress` with a line saying what is trained, ``2`` one
+            ``dlstructured.training.progress`` with a line saying what is trained, ``2`` one
             line per epoch. Defaults to ``0``.
 
     Returns:
-        The :class:`Run`. A run that diverged or was interrupted (Ctrl-C) also returns one,
+        The ``Run``. A run that diverged or was interrupted (Ctrl-C) also returns one,
         with the best weights before it; ``train``'s warnings say so.
 
     Raises:
@@ -732,10 +732,10 @@ def resume_run(
         epochs: Train on to this many epochs in all (at least the run's). Defaults to
             ``None``: the run's.
         callbacks: Keras callbacks to run during training. Defaults to none.
-        verbose: As for :func:`fit_table`. Defaults to ``0``.
+        verbose: As for [`fit_table`][dlstructured.run.fit_table]. Defaults to ``0``.
 
     Returns:
-        The :class:`Run`, its files rewritten in ``out``.
+        The [`Run`][dlstructured.run.Run], its files rewritten in ``out``.
 
     Raises:
         RunError: If ``out`` holds no run, or ``epochs`` is below the run's.

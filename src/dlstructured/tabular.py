@@ -1,9 +1,9 @@
 """A trained network together with its preprocessing: raw rows in, labels or units out.
 
-:class:`TabularModel` is a registered ``keras.Model`` that holds the network (``.network``) and
-the fitted :class:`~dlstructured.TabularPreprocessor` (``.preprocessor``). It saves to one
+``TabularModel`` is a registered ``keras.Model`` that holds the network (``.network``) and
+the fitted ``TabularPreprocessor`` (``.preprocessor``). It saves to one
 ``.keras`` file; the preprocessing lives in the file's configuration as plain data, so loading
-(:func:`load_model`, or ``keras.saving.load_model`` after ``import dlstructured``) keeps Keras's
+(``load_model``, or ``keras.saving.load_model`` after ``import dlstructured``) keeps Keras's
 safe mode on and runs no code from the file. All text handling happens in numpy/pandas before
 the network, so the same file predicts identically on the TensorFlow and JAX backends.
 
@@ -71,12 +71,12 @@ class TabularModel(keras.Model):
     """A network and its preprocessing, predicting on raw rows.
 
     The builders return one when given prepared data (``dense_stack(data)``); ``call`` runs the
-    network on prepared features, and :meth:`predict`, :meth:`predict_proba` and
-    :meth:`evaluate` take raw DataFrames.
+    network on prepared features, and ``predict``, ``predict_proba`` and
+    [`evaluate`][dlstructured.tabular.TabularModel.evaluate] take raw DataFrames.
 
     Args:
         network: The Keras network, whose input is the preprocessor's feature matrix.
-        preprocessor: The fitted :class:`~dlstructured.TabularPreprocessor`.
+        preprocessor: The fitted ``TabularPreprocessor``.
         threshold: For binary tasks, the probability from which the positive label is
             predicted. Defaults to ``0.5``.
         **kwargs: Passed to ``keras.Model`` (e.g. ``name``).
@@ -248,7 +248,7 @@ class TabularModel(keras.Model):
         Returns:
             A numpy array with one prediction per row: float64 in the target's units
             (regression) or the original labels (classification; binary uses
-            :attr:`threshold`).
+            [`threshold`][dlstructured.tabular.TabularModel.threshold]).
 
         Raises:
             TypeError: If ``x`` is not a DataFrame of raw rows.
@@ -262,7 +262,7 @@ class TabularModel(keras.Model):
         """Class probabilities for raw rows (classifiers only).
 
         Args:
-            x: Raw rows, as for :meth:`predict`.
+            x: Raw rows, as for [`predict`][dlstructured.tabular.TabularModel.predict].
             batch_size: Rows per network call. Defaults to ``8192``.
 
         Returns:
@@ -271,7 +271,7 @@ class TabularModel(keras.Model):
 
         Raises:
             TypeError: If the model is a regression model, or ``x`` is not raw rows.
-            DataError: As for :meth:`predict`.
+            DataError: As for [`predict`][dlstructured.tabular.TabularModel.predict].
         """
         if self.task == "regression":
             raise TypeError(
@@ -306,7 +306,7 @@ class TabularModel(keras.Model):
 
         Raises:
             DataError: If the target column is missing or holds labels the model does not know,
-                or for the reasons of :meth:`predict`.
+                or for the reasons of [`predict`][dlstructured.tabular.TabularModel.predict].
         """
         frame = _as_frame(x)
         target = self.target
@@ -444,7 +444,7 @@ def _version() -> str:
 
 
 def load_model(path: str | os.PathLike) -> Any:
-    """Load a model saved by :meth:`TabularModel.save` (or a plain Keras ``.keras`` model).
+    """Load a model saved by ``TabularModel.save`` (or a plain Keras ``.keras`` model).
 
     Keras's safe mode stays on: loading rebuilds registered objects from configuration and never
     runs code from the file.
@@ -453,7 +453,7 @@ def load_model(path: str | os.PathLike) -> Any:
         path: The ``.keras`` file.
 
     Returns:
-        The :class:`TabularModel`, or the plain Keras model as it was saved.
+        The ``TabularModel``, or the plain Keras model as it was saved.
 
     Raises:
         TypeError: If ``path`` is not a string or path.

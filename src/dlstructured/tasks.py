@@ -1,7 +1,7 @@
 """The task policy table: one place that says, per task, the output, loss and metrics.
 
 Builders read the output activation from it, training reads the loss and metrics, the run
-configuration and the command line read the task names, and :func:`dlstructured.fit_table` reads
+configuration and the command line read the task names, and ``dlstructured.fit_table`` reads
 which builder makes each task's network. Metric names are fixed here so that history columns
 never drift (no ``auc_1`` when a notebook builds a second model).
 """
@@ -43,7 +43,7 @@ class TaskPolicy:
         output_activation: Activation of the output layer.
         loss: Keras loss identifier used when the caller passes none.
         metric_names: History columns the default metrics produce, in order.
-        builder: Name of the builder in :mod:`dlstructured.models.builders` that makes a network for
+        builder: Name of the builder in ``dlstructured.models.builders`` that makes a network for
             this task from prepared data (``"dense_stack"`` for regression).
         unit_powers: For regression, how each reported quantity scales with the target's unit
             (MAE scales with power 1). Used to report metrics in the target's original units
@@ -63,7 +63,7 @@ class TaskPolicy:
     monitor_mode: str = "min"
 
     def make_builder(self) -> Callable[..., Any]:
-        """Return the builder function named by :attr:`builder`."""
+        """Return the builder function named by ``builder``."""
         from dlstructured.models import builders
 
         return getattr(builders, self.builder)

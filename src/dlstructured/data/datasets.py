@@ -3,14 +3,14 @@
 The two bundled tables come from data that scikit-learn installs with itself, so the demo, the
 examples and the documentation run without a network connection:
 
-* :func:`load_diabetes`: 442 patients, 10 numeric measurements, and a regression target, the
+* ``load_diabetes``: 442 patients, 10 numeric measurements, and a regression target, the
   disease progression one year later (Efron et al., 2004).
-* :func:`load_breast_cancer`: 569 tumours, 30 numeric measurements of cell nuclei, and a binary
+* ``load_breast_cancer``: 569 tumours, 30 numeric measurements of cell nuclei, and a binary
   target with the labels ``"malignant"`` and ``"benign"`` (Wisconsin Diagnostic Breast Cancer).
 
-:func:`find_index_column` spots a leading row-number column (as R's ``write.csv`` writes, for
+``find_index_column`` spots a leading row-number column (as R's ``write.csv`` writes, for
 example in the course's ``ion.csv``), which the command line and the examples drop after reading
-a file with :func:`dlstructured.read_table`.
+a file with [`dlstructured.read_table`][dlstructured.data.prepare.read_table].
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def load_breast_cancer() -> pd.DataFrame:
     The 30 features describe the cell nuclei in an image of a fine-needle aspirate (mean, error
     and worst value of radius, texture, perimeter ...). The target column ``diagnosis`` holds
     the strings ``"malignant"`` (212 rows) and ``"benign"`` (357 rows), so the table exercises
-    the label mapping of :func:`dlstructured.prepare`.
+    the label mapping of [`dlstructured.prepare`][dlstructured.data.prepare.prepare].
 
     Returns:
         A new DataFrame of 569 rows and 31 columns; the last one is ``diagnosis``.

@@ -1,4 +1,4 @@
-"""From a table and a target column to model-ready arrays: :func:`prepare`.
+"""From a table and a target column to model-ready arrays: ``prepare``.
 
 This module uses numpy and pandas only (no Keras), so preparing data is fast and works before a
 Keras backend is chosen.
@@ -43,7 +43,7 @@ _COMPRESSED = (".gz", ".bz2", ".zip", ".xz", ".zst")
 _OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 
 SEPARATORS = (",", ";", "\t", "|")
-"""The separators :func:`read_table` recognizes by itself."""
+"""The separators [`read_table`][dlstructured.data.prepare.read_table] recognizes by itself."""
 
 _SNIFF_BYTES = 65536
 _SNIFF_LINES = 50
@@ -52,12 +52,12 @@ MIN_TRAIN_ROWS = 2
 SMALL_TRAIN_ROWS = 20
 """A split leaving fewer than ``MIN_TRAIN_ROWS`` training rows is refused; fewer than
 ``SMALL_TRAIN_ROWS``, and fewer than the validation part, gets a
-:class:`~dlstructured.errors.SmallTrainingPartWarning` naming ``valid_fraction``."""
+``SmallTrainingPartWarning`` naming ``valid_fraction``."""
 
 
 @dataclass(frozen=True, repr=False)
 class PreparedData:
-    """Model-ready arrays and the fitted preprocessing, from :func:`prepare`.
+    """Model-ready arrays and the fitted preprocessing, from ``prepare``.
 
     Attributes:
         x_train: Training features, float32, C-contiguous, shape ``(n_train, num_features)``.
@@ -70,7 +70,7 @@ class PreparedData:
         num_classes: ``None`` for regression, 2 for binary, k for multiclass.
         feature_names: Name of each feature column.
         embeddings: The integer-coded columns and their embedding sizes.
-        preprocessor: The fitted :class:`~dlstructured.TabularPreprocessor`.
+        preprocessor: The fitted ``TabularPreprocessor``.
         target: Name of the target column.
         target_unit_scale: Multiply an error measured on the scaled target (an MAE) by this to
             get the target's own units; 1.0 when the target is not scaled.
@@ -115,10 +115,10 @@ def read_table(
     The separator of a CSV is found from its first lines (comma, semicolon, tab or ``|``; a
     ``.tsv`` file is tab-separated): Python's ``csv.Sniffer`` looks at up to 50 lines, and the
     file is then read by pandas's fast C reader. The text must be UTF-8 unless ``encoding`` says
-    otherwise; a file that is not gets a :class:`~dlstructured.DataError` saying which
+    otherwise; a file that is not gets a [`DataError`][dlstructured.errors.DataError] saying which
     ``encoding=`` to pass (no encoding is guessed: a wrong guess would change the text in
     silence). Duplicate or empty column names, which pandas renames (``a.1``, ``Unnamed: 3``),
-    get a :class:`~dlstructured.ColumnNamesWarning` (except a nameless first column of row
+    get a ``ColumnNamesWarning`` (except a nameless first column of row
     numbers, as ``DataFrame.to_csv`` writes). For other reading options (an index column
     ...), read the file with pandas and pass the DataFrame.
 
@@ -281,7 +281,7 @@ def _check_column_names(
 
     A nameless first column of row numbers (``row_numbers``, as pandas's ``to_csv`` and R write)
     is the usual index column, not a naming slip: it is left to
-    :func:`~dlstructured.data.datasets.find_index_column`.
+    [`find_index_column`][dlstructured.data.datasets.find_index_column].
     """
     try:
         header = next(csv.reader([sample.splitlines()[0]], delimiter=sep))
@@ -356,7 +356,7 @@ def split_frame(
     each target value's share in both parts (regression targets are binned into deciles);
     ``"grouped"`` puts every row of a group (the course's artists) on the same side, taking
     ``valid_fraction`` of the groups for validation; ``"hash"`` decides each row by a seeded
-    hash of its position, both parts in row order (see :mod:`dlstructured.data.split`).
+    hash of its position, both parts in row order (see ``dlstructured.data.split``).
 
     Args:
         frame: The table; it is not modified.
@@ -488,7 +488,7 @@ def prepare(
     training median and an indicator column; categorical columns are one-hot encoded up to
     ``max_one_hot`` categories and integer-coded for an embedding beyond. Constant columns and
     identifier-like text columns are dropped with a warning. The task follows from the target
-    (see :func:`dlstructured.data.preprocessing.infer_task`) unless given. Rows with a missing
+    (see ``dlstructured.data.preprocessing.infer_task``) unless given. Rows with a missing
     target are left out with a warning. The caller's frame is never modified.
 
     Args:
@@ -499,7 +499,7 @@ def prepare(
         split: ``"random"`` (the course's ``sample(frac=0.7, random_state=seed)``),
             ``"stratified"`` (by the target), ``"grouped"`` (by ``group_by``) or ``"hash"``
             (each row by a seeded hash of its row number, as streamed data needs; see
-            :mod:`dlstructured.data.split`). Defaults to ``"random"``.
+            ``dlstructured.data.split``). Defaults to ``"random"``.
         group_by: Column whose groups must not straddle the split (it is not used as a
             feature). Defaults to ``None``.
         drop: Names of columns to leave out (an identifier, a leak of the target); each is
@@ -507,11 +507,11 @@ def prepare(
             prediction. Defaults to ``None`` (none).
         seed: Seed of the split. Defaults to ``0``.
         **options: The preprocessing options, passed to
-            :class:`~dlstructured.TabularPreprocessor`, which documents them all (``task``,
+            ``TabularPreprocessor``, which documents them all (``task``,
             ``kinds``, ``scaling``, ``max_one_hot`` ...); each defaults to its default there.
 
     Returns:
-        A :class:`PreparedData`.
+        A [`PreparedData`][dlstructured.data.prepare.PreparedData].
 
     Raises:
         TypeError: If an argument or a column's dtype has the wrong type.

@@ -1,9 +1,9 @@
 """Turn a raw table into one float32 feature matrix, and back from predictions to labels.
 
-:class:`TabularPreprocessor` holds everything a trained model needs to take raw rows: the kind
+``TabularPreprocessor`` holds everything a trained model needs to take raw rows: the kind
 of each column, the scaling and imputation statistics (fitted on the training part only), the
 categories of each categorical column, and the mapping of target labels. Its whole fitted state is
-plain JSON-able data (:meth:`TabularPreprocessor.get_config`), so it is saved inside a ``.keras``
+plain JSON-able data (``TabularPreprocessor.get_config``), so it is saved inside a ``.keras``
 file and rebuilt without running any code from the file.
 
 This module uses numpy and pandas only; it never imports Keras.
@@ -17,7 +17,7 @@ The feature matrix has, in this order:
    (``"color=red"``, and ``"color=<missing>"`` when the training part had missing values);
    a category never seen in training sets none of them (the all-zeros "unknown" pattern);
 4. one column of integer codes per categorical column with more categories (``"city (code)"``),
-   read by :class:`dlstructured.models.layers.CategoryEmbedding`: code 0 is the "unknown" slot, 1 is
+   read by ``dlstructured.models.layers.CategoryEmbedding``: code 0 is the "unknown" slot, 1 is
    "missing" and ``2 ..`` are the training categories in sorted order.
 """
 
@@ -81,7 +81,7 @@ PLACEHOLDERS = frozenset(
 PLACEHOLDER_MAX_OTHER = 2
 PLACEHOLDER_OTHER_SHARE = 0.05
 """A text column is read as numbers with placeholders when it has at least one placeholder
-(from :data:`PLACEHOLDERS`, or up to ``PLACEHOLDER_MAX_OTHER`` other distinct non-numeric texts
+(from ``PLACEHOLDERS``, or up to ``PLACEHOLDER_MAX_OTHER`` other distinct non-numeric texts
 together in at most 5% of its non-missing rows), at least two distinct numbers, and every other
 value is a number. A text column of numbers only (no placeholder) stays categorical: digits
 given as text are codes (zip codes, years as labels)."""
@@ -127,7 +127,7 @@ class EmbeddingSpec:
     Attributes:
         column_index: Position of the coded column in the feature matrix.
         input_dim: Number of codes (training categories plus the unknown and missing slots).
-        output_dim: Embedding width (see :func:`embedding_width`).
+        output_dim: Embedding width (see ``embedding_width``).
         column: Name of the raw column the codes come from.
     """
 
@@ -145,7 +145,7 @@ def _warn(message: str, category: type[Warning], cli_message: str | None = None)
     """Warn with the caller's line outside dlstructured as the location.
 
     ``cli_message`` is the notice with its advice phrased for the command line (see
-    :class:`~dlstructured.errors.DataWarning`).
+    [`DataWarning`][dlstructured.errors.DataWarning]).
     """
     level = 2
     frame = sys._getframe(1)
@@ -305,7 +305,7 @@ _TEXT_SAMPLE = 200
 
 def _text_kind(series: pd.Series) -> str:
     """``"datetime"`` for year-first date texts, ``"numeric"`` for numbers with placeholders,
-    else ``"categorical"`` (see :data:`PLACEHOLDERS` and :data:`_DATE_TEXT`)."""
+    else ``"categorical"`` (see ``PLACEHOLDERS`` and ``_DATE_TEXT``)."""
     present = series.dropna()
     if present.empty:
         return "categorical"
@@ -372,7 +372,7 @@ def _numeric_values(series: pd.Series, name: Any, placeholders: Sequence[str] = 
     """A float64 array of one numeric column (NaN for missing), or a DataError if it is not.
 
     In a text column, the ``placeholders`` found at fitting and the texts of
-    :data:`PLACEHOLDERS` are missing values.
+    ``PLACEHOLDERS`` are missing values.
     """
     dtype = series.dtype
     if _is_number_dtype(dtype) or _is_bool_dtype(dtype):
@@ -486,7 +486,7 @@ _QUANTILE_SAMPLE = 65536
 
 
 def _check_extremes(present: np.ndarray, name: Any) -> None:
-    """Warn when a few extreme values dominate a column's scale (see :data:`EXTREME_RATIO`)."""
+    """Warn when a few extreme values dominate a column's scale (see ``EXTREME_RATIO``)."""
     if present.size < 20:
         return
     sample = present[:: max(1, present.size // _QUANTILE_SAMPLE)]
@@ -662,14 +662,14 @@ def _check_target_values(series: pd.Series, uniques: list[Any]) -> None:
 class TabularPreprocessor:
     """Learn, from a training table, how to turn raw rows into the network's feature matrix.
 
-    Usually built by :func:`dlstructured.prepare`, which fits it on the training part of a split;
+    Usually built by ``dlstructured.prepare``, which fits it on the training part of a split;
     use it directly to fit on a whole frame. Columns are numeric, categorical or date-time (see
-    :func:`infer_kind`); the module documentation describes the feature matrix.
+    ``infer_kind``); the module documentation describes the feature matrix.
 
     Args:
         target: Name of the target column, or ``None`` for features only. Defaults to ``None``.
         task: ``"regression"``, ``"binary"`` or ``"multiclass"``, or ``None`` to infer it from
-            the target (see :func:`infer_task`). Defaults to ``None``.
+            the target (see ``infer_task``). Defaults to ``None``.
         kinds: Kind per column name, overriding the inferred one: ``"numeric"``,
             ``"categorical"``, ``"datetime"`` or ``"ignore"`` (leave the column out). Defaults to
             ``None``.
@@ -684,7 +684,7 @@ class TabularPreprocessor:
         clip_target: For regression, clip predictions to the training part's target range.
             Defaults to ``False``.
         missing: ``"impute"``: missing numbers become the training median, plus an indicator
-            column; ``"error"``: missing numbers raise a :class:`DataError` listing the columns.
+            column; ``"error"``: missing numbers raise a ``DataError`` listing the columns.
             Missing categories are always a category of their own. Defaults to ``"impute"``.
         max_one_hot: Categorical columns with at most this many categories are one-hot encoded,
             wider ones get integer codes for an embedding. Defaults to ``20``.
@@ -777,7 +777,7 @@ class TabularPreprocessor:
 
     @property
     def fitted(self) -> bool:
-        """Whether :meth:`fit` has run."""
+        """Whether [`fit`][dlstructured.data.preprocessing.TabularPreprocessor.fit] has run."""
         return self._state is not None
 
     def _fitted_state(self) -> dict[str, Any]:
@@ -874,7 +874,7 @@ class TabularPreprocessor:
     ) -> list[np.ndarray]:
         """Fit on some rows of a frame, then return the feature matrix of each part of it.
 
-        This is :func:`~dlstructured.prepare`'s step after the split: fitting on the training
+        This is ``prepare``'s step after the split: fitting on the training
         rows and transforming the training and validation rows in one pass reads each
         categorical column once.
 
@@ -888,7 +888,7 @@ class TabularPreprocessor:
                 only in validation still gets a code. ``None`` means all rows. Defaults to
                 ``None``.
             exclude: Columns to leave out, each with its reason as listed by
-                :attr:`dropped_columns` (``"dropped"``, ``"group"``). Defaults to ``None``.
+                ``dropped_columns`` (``"dropped"``, ``"group"``). Defaults to ``None``.
 
         Returns:
             One C-contiguous float32 matrix per part, in the order of ``parts``.
@@ -1270,11 +1270,11 @@ class TabularPreprocessor:
         """Turn raw rows into the float32 feature matrix.
 
         Columns may come in any order; columns the preprocessing does not read are ignored with
-        an :class:`~dlstructured.errors.ExtraColumnsWarning` (the target and the columns left out
+        an ``ExtraColumnsWarning`` (the target and the columns left out
         at fitting are ignored silently).
 
         Args:
-            frame: Raw rows with (at least) the columns of :attr:`input_columns`.
+            frame: Raw rows with (at least) the columns of ``input_columns``.
 
         Returns:
             A C-contiguous float32 array of shape ``(len(frame), num_features)``.
@@ -1524,7 +1524,7 @@ class TabularPreprocessor:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> TabularPreprocessor:
-        """Rebuild a preprocessor from :meth:`get_config`'s output.
+        """Rebuild a preprocessor from ``get_config``'s output.
 
         Raises:
             IncompatibleModelError: If the configuration was written by another format version.
@@ -1648,7 +1648,7 @@ def _write_column(outputs: list, row_sets: Sequence, position: int, vector: np.n
 
 
 def check_format_version(version: Any, source: str = "The model configuration") -> None:
-    """Raise :class:`IncompatibleModelError` unless ``version`` is :data:`FORMAT_VERSION`."""
+    """Raise ``IncompatibleModelError`` unless ``version`` is ``FORMAT_VERSION``."""
     if version != FORMAT_VERSION:
         from dlstructured import __version__
 

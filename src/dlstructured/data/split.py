@@ -1,6 +1,6 @@
-"""One validation split for the whole library: :func:`split_positions`.
+"""One validation split for the whole library: ``split_positions``.
 
-:func:`~dlstructured.prepare`, :func:`~dlstructured.split_frame` and
+``prepare``, ``split_frame`` and
 ``train(valid_fraction=...)`` all choose their validation rows here. The ``method`` says how:
 
 - ``"sample"``: the course's ``frame.sample(frac=1 - valid_fraction, random_state=seed)``, row

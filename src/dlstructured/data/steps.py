@@ -1,6 +1,6 @@
 """The per-kind steps of the preprocessing, with typed statistics that merge.
 
-:class:`~dlstructured.TabularPreprocessor` coordinates these steps: for each column it asks the
+``TabularPreprocessor`` coordinates these steps: for each column it asks the
 step of the column's kind for statistics of the training rows, then writes what the step decided
 into its saved state (the saved format does not depend on this module).
 
@@ -8,17 +8,17 @@ Each step fits its statistics from one array (``fit``), or from batches (``parti
 batch after another) and from separately fitted steps (``merge``), so that statistics of data
 too large for one frame can be gathered a batch at a time:
 
-- :class:`NumericStep` keeps count, missing count, minimum, maximum, mean and the sum of squared
+- ``NumericStep`` keeps count, missing count, minimum, maximum, mean and the sum of squared
   deviations: all of them merge exactly (the mean and variance by Chan, Golub and LeVeque's
   pairwise update, equal to the whole-array values up to float rounding). The median and the
   quartiles (the imputed value, robust scaling) are exact while the step holds every value it
-  saw: up to :data:`MAX_KEPT_VALUES` values. Beyond that a merge keeps
-  :data:`MAX_KEPT_VALUES` evenly spaced order statistics of the merged values, so each such
+  saw: up to ``MAX_KEPT_VALUES`` values. Beyond that a merge keeps
+  ``MAX_KEPT_VALUES`` evenly spaced order statistics of the merged values, so each such
   merge can move the median's rank by at most ``count / MAX_KEPT_VALUES`` positions:
   approximate, and said so by ``stats.exact``.
-- :class:`CategoricalStep` counts each category and the missing values: exact.
-- :class:`DateTimeStep` is one :class:`NumericStep` per date part (year, month ...).
-- :class:`TargetStep` holds a regression target's :class:`NumericStats`, or the count of each
+- ``CategoricalStep`` counts each category and the missing values: exact.
+- ``DateTimeStep`` is one ``NumericStep`` per date part (year, month ...).
+- ``TargetStep`` holds a regression target's ``NumericStats``, or the count of each
   class label.
 
 Only numpy is used.
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 MAX_KEPT_VALUES = 1 << 20
-"""Most values a merged :class:`NumericStats` keeps for its median and quartiles."""
+"""Most values a merged ``NumericStats`` keeps for its median and quartiles."""
 
 _FEW = 3  # distinct values tracked exactly: robust scaling treats two-valued columns apart
 
@@ -125,10 +125,10 @@ class NumericStats:
 
         Returns:
             New statistics; count, missing, minimum, maximum, mean and ``squares`` are exact
-            (up to float rounding), the kept values are exact up to :data:`MAX_KEPT_VALUES`.
+            (up to float rounding), the kept values are exact up to ``MAX_KEPT_VALUES``.
 
         Raises:
-            TypeError: If ``other`` is not a :class:`NumericStats`.
+            TypeError: If ``other`` is not a ``NumericStats``.
         """
         if not isinstance(other, NumericStats):
             raise TypeError(
@@ -175,7 +175,7 @@ class NumericStep:
 
     Args:
         scaling: ``"minmax"``, ``"standard"`` or ``"robust"``, as for
-            :class:`~dlstructured.TabularPreprocessor`. Defaults to ``"minmax"``.
+            ``TabularPreprocessor``. Defaults to ``"minmax"``.
 
     Example:
 
@@ -207,7 +207,7 @@ class NumericStep:
         """A new step with the statistics of both steps (which must scale the same way).
 
         Raises:
-            TypeError: If ``other`` is not a :class:`NumericStep`.
+            TypeError: If ``other`` is not a ``NumericStep``.
             ValueError: If ``other`` scales another way.
         """
         if not isinstance(other, NumericStep):
@@ -257,7 +257,7 @@ class NumericStep:
 
 @dataclass
 class DateTimeStep:
-    """One :class:`NumericStep` per date part (``DATETIME_PARTS``: year, month ... second).
+    """One ``NumericStep`` per date part (``DATETIME_PARTS``: year, month ... second).
 
     Args:
         scaling: The scaling of each part. Defaults to ``"minmax"``.

@@ -1,8 +1,8 @@
 """Builders for the course's models: each returns a new, uncompiled Keras model.
 
 Every builder takes one positional argument for its input, either the number of input features or
-prepared data (from :func:`dlstructured.prepare`), which knows its own input layout. Given
-prepared data, the builder returns a :class:`dlstructured.TabularModel`: the same network with
+prepared data (from ``dlstructured.prepare``), which knows its own input layout. Given
+prepared data, the builder returns a ``dlstructured.TabularModel``: the same network with
 the data's preprocessing attached, so it predicts on raw rows and saves to one file.
 """
 
@@ -179,12 +179,12 @@ def linear_unit(inputs: Any, *, seed: int | None = None, name: str = "linear_uni
     ``w, b = model.get_layer("output").get_weights()``.
 
     Args:
-        inputs: Number of input features, or prepared data from :func:`dlstructured.prepare`.
+        inputs: Number of input features, or prepared data from ``dlstructured.prepare``.
         seed: Seed of the weight initializer. Defaults to ``None`` (unseeded).
         name: Name of the model. Defaults to ``"linear_unit"``.
 
     Returns:
-        An uncompiled ``keras.Model`` (a :class:`~dlstructured.TabularModel` for prepared data).
+        An uncompiled ``keras.Model`` (a ``TabularModel`` for prepared data).
 
     Raises:
         TypeError: If ``inputs`` is neither an integer nor prepared data.
@@ -238,7 +238,7 @@ def dense_stack(
     ``block_{i}_dropout`` and ``output``.
 
     Args:
-        inputs: Number of input features, or prepared data from :func:`dlstructured.prepare`.
+        inputs: Number of input features, or prepared data from ``dlstructured.prepare``.
         hidden_units: Width of each hidden Dense layer; its length is the depth. Defaults to
             ``(512, 512, 512)``.
         activation: Keras activation of the hidden layers (``"relu"``, ``"elu"``, ``"selu"``,
@@ -256,7 +256,7 @@ def dense_stack(
         name: Name of the model. Defaults to the builder's name.
 
     Returns:
-        An uncompiled ``keras.Model`` (a :class:`~dlstructured.TabularModel` for prepared data).
+        An uncompiled ``keras.Model`` (a ``TabularModel`` for prepared data).
 
     Raises:
         TypeError: If an argument has the wrong type (the message names it).
@@ -305,7 +305,7 @@ def binary_classifier(
     The output is the probability of the positive class (label 1).
 
     Args:
-        inputs: Number of input features, or prepared data from :func:`dlstructured.prepare`.
+        inputs: Number of input features, or prepared data from ``dlstructured.prepare``.
         hidden_units: Width of each hidden Dense layer; its length is the depth. Defaults to
             ``(512, 512, 512)``.
         activation: Keras activation of the hidden layers (``"relu"``, ``"elu"``, ``"selu"``,
@@ -323,7 +323,7 @@ def binary_classifier(
         name: Name of the model. Defaults to the builder's name.
 
     Returns:
-        An uncompiled ``keras.Model`` (a :class:`~dlstructured.TabularModel` for prepared data).
+        An uncompiled ``keras.Model`` (a ``TabularModel`` for prepared data).
 
     Raises:
         TypeError: If an argument has the wrong type (the message names it).
@@ -371,7 +371,7 @@ def multiclass_classifier(
     """Build a multiclass classifier: the dense stack with a softmax output over the classes.
 
     Args:
-        inputs: Number of input features, or prepared data from :func:`dlstructured.prepare`.
+        inputs: Number of input features, or prepared data from ``dlstructured.prepare``.
         num_classes: Number of classes (at least 2); taken from prepared data when given.
             Defaults to ``None``.
         hidden_units: Width of each hidden Dense layer; its length is the depth. Defaults to
@@ -391,7 +391,7 @@ def multiclass_classifier(
         name: Name of the model. Defaults to the builder's name.
 
     Returns:
-        An uncompiled ``keras.Model`` (a :class:`~dlstructured.TabularModel` for prepared data).
+        An uncompiled ``keras.Model`` (a ``TabularModel`` for prepared data).
 
     Raises:
         TypeError: If an argument has the wrong type (the message names it).

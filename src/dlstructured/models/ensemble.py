@@ -38,11 +38,11 @@ def ensemble_mlp(
     Layers are named ``features``, ``category_embedding`` (when the data has embedded columns),
     ``feature_scale``, ``member_adapter``, ``block_{i}_dense``, ``block_{i}_dropout`` and
     ``output``. The network's output has shape ``(batch, members, units)``: one prediction per
-    member. Train it with :func:`dlstructured.train`, which averages the members' losses; its
+    member. Train it with ``dlstructured.train``, which averages the members' losses; its
     metrics and ``TabularModel.predict`` use the members' mean prediction.
 
     Args:
-        inputs: Number of input features, or prepared data from :func:`dlstructured.prepare`.
+        inputs: Number of input features, or prepared data from ``dlstructured.prepare``.
         task: ``"regression"``, ``"binary"`` or ``"multiclass"``. Defaults to ``None``: the
             prepared data's task, else ``"regression"``.
         num_classes: Number of classes for a multiclass task (taken from prepared data).
@@ -57,7 +57,7 @@ def ensemble_mlp(
         name: Name of the model. Defaults to ``"ensemble_mlp"``.
 
     Returns:
-        An uncompiled ``keras.Model`` (a :class:`~dlstructured.TabularModel` for prepared data).
+        An uncompiled ``keras.Model`` (a ``TabularModel`` for prepared data).
 
     Raises:
         TypeError: If an argument has the wrong type (the message names it).

@@ -6,10 +6,10 @@ ICLR 2025): each member multiplies the features by its own learnable vector, all
 the hidden layers, and each has its own output head. The network's output keeps the members on
 an axis of their own, shape ``(batch, members, units)``:
 
-* :class:`MemberMeanLoss` scores each member against the target and averages the members' losses,
+* ``MemberMeanLoss`` scores each member against the target and averages the members' losses,
   so each member learns on its own (the loss of the averaged prediction would train one big
   model instead);
-* :class:`MemberMeanMetric` scores the members' mean prediction, which is what
+* ``MemberMeanMetric`` scores the members' mean prediction, which is what
   ``TabularModel.predict`` returns.
 
 Everything here is registered under the ``dlstructured`` package, so it saves in a ``.keras`` file
@@ -29,7 +29,7 @@ from dlstructured._checks import check_float, check_int
 PACKAGE = "dlstructured"
 
 MEMBER_LOSSES = ("mae", "mse", "binary_crossentropy", "sparse_categorical_crossentropy")
-"""Losses :class:`MemberMeanLoss` computes per member."""
+"""Losses ``MemberMeanLoss`` computes per member."""
 
 
 def smooth_clip(x: Any, limit: float = 3.0) -> Any:
@@ -263,7 +263,7 @@ class MemberHeads(keras.layers.Layer):
 
 
 def has_member_axis(network: Any) -> bool:
-    """Whether ``network`` ends in :class:`MemberHeads` (its output has a member axis)."""
+    """Whether ``network`` ends in ``MemberHeads`` (its output has a member axis)."""
     layers = getattr(network, "layers", None)
     return bool(layers) and isinstance(layers[-1], MemberHeads)
 

@@ -4,7 +4,7 @@ Tabular networks are small, so on a CPU most of the time Keras's ``fit`` spends 
 Python and dispatch overhead, not arithmetic. This engine removes it while keeping the Keras model,
 its layers, its loss, its metrics and its optimizer:
 
-- the data go to the device once per :func:`fit`, not once per epoch;
+- the data go to the device once per ``fit``, not once per epoch;
 - one ``jax.jit``-compiled function runs a whole epoch: a ``jax.lax.scan`` over the batches, then
   the validation pass, in inference mode, in chunks. The forward pass is the network's
   ``stateless_call``, the update is the optimizer's ``stateless_apply``, the metrics use their

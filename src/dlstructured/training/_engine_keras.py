@@ -21,7 +21,7 @@ def epoch_order(num_rows: int, seed: int | None, epoch: int) -> np.ndarray | Non
 
 
 class _Batches(keras.utils.PyDataset):
-    """Batches of ``(x, y[, sample_weight])`` in the order of :func:`epoch_order`."""
+    """Batches of ``(x, y[, sample_weight])`` in the order of ``epoch_order``."""
 
     def __init__(self, x, y, sample_weight, batch_size, seed, initial_epoch):
         super().__init__()

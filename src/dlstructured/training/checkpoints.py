@@ -4,14 +4,14 @@
 
 - ``best.keras``: the best model so far by the monitored quantity (the ``TabularModel`` when one
   is trained, so it predicts on raw rows; else the network), loadable with
-  :func:`load_checkpoint`;
+  ``load_checkpoint``;
 - ``state-<epoch>-<token>/``: the latest training state: every variable of the network (weights,
   batch-normalization statistics, dropout seed-generator states) in ``variables.npz``, the
   optimizer's variables in ``optimizer.npz``, the best weights in ``best_weights.npz`` and, in
   ``state.json``, the epoch, the history rows, the early-stopping state and the shuffle seed;
 - ``checkpoint.json``: a small pointer naming the current state folder.
 
-Every write is atomic (through :mod:`dlstructured._io`): files are written aside in the same
+Every write is atomic (through ``dlstructured._io``): files are written aside in the same
 folder, flushed to disk, then renamed over the old ones with ``os.replace``; a state folder is
 complete before the pointer names it, and older state folders are deleted only afterwards. A
 process killed at any moment leaves the previous checkpoint intact and loadable. Only ``.keras``,
@@ -308,7 +308,7 @@ def read_checkpoint(directory: str | os.PathLike) -> CheckpointState:
         directory: A folder written by ``train(..., checkpoint_dir=directory)``.
 
     Returns:
-        The :class:`CheckpointState` the pointer file names.
+        The ``CheckpointState`` the pointer file names.
 
     Raises:
         TypeError: If ``directory`` is not a path.
@@ -398,7 +398,7 @@ def restore_checkpoint(state: CheckpointState, network: Any, optimizer: Any, tra
     """Put a checkpoint's state back into a network, its optimizer and the run's tracker.
 
     Args:
-        state: From :func:`read_checkpoint`.
+        state: From ``read_checkpoint``.
         network: The network being trained (built like the one that wrote the checkpoint).
         optimizer: The run's optimizer (built here if needed).
         tracker: The training monitor (history rows, early-stopping state, best weights).
@@ -504,7 +504,7 @@ def state_to_resume(checkpoint_dir: Any, resume: Any, seed: int | None):
         seed: ``train``'s (checked) ``seed``.
 
     Returns:
-        ``(state, seed)``: the :class:`CheckpointState` (``None`` when not resuming) and the seed
+        ``(state, seed)``: the ``CheckpointState`` (``None`` when not resuming) and the seed
         the run must use (the interrupted run's when resuming).
 
     Raises:

@@ -3,7 +3,7 @@
 ``train`` compiles with Adam and the loss of the task (mean absolute error for regression, binary
 cross-entropy for binary classification, sparse categorical cross-entropy for multiclass), runs
 the fastest engine for the active Keras backend, watches for divergence, stops early, restores
-the best weights and returns a :class:`TrainingResult` of plain data.
+the best weights and returns a ``TrainingResult`` of plain data.
 """
 
 from __future__ import annotations
@@ -569,7 +569,7 @@ def train(
     Args:
         model: A Keras model (from a builder, or any single-input model), or a ``TabularModel``,
             whose network is trained. Trained in place.
-        x: Prepared data from :func:`dlstructured.prepare` (then ``y``, validation and task come
+        x: Prepared data from ``dlstructured.prepare`` (then ``y``, validation and task come
             from it), or the features as a numeric numpy array or pandas DataFrame.
         y: Targets (numbers; 0/1 for binary; class codes for multiclass) when ``x`` is an array.
             Defaults to ``None``.
@@ -592,7 +592,7 @@ def train(
             faster: AUC, a default for binary tasks, costs a share of every step. Defaults to
             ``None`` (the task's).
         early_stopping: ``True`` (patience 20, min_delta 0.001, best weights restored),
-            ``False``/``0`` (off), an integer patience, or :class:`EarlyStopping`. Defaults to
+            ``False``/``0`` (off), an integer patience, or ``EarlyStopping``. Defaults to
             ``True``.
         class_weight: ``{class: weight}`` or ``"balanced"`` for classifiers. Defaults to ``None``.
         sample_weight: One weight per training row. Defaults to ``None``.
@@ -609,7 +609,7 @@ def train(
         on_interrupt: ``"return"`` the result so far on Ctrl-C, or ``"raise"``. Defaults to
             ``"return"``.
         checkpoint_dir: A folder where the best model so far (``best.keras``, loadable with
-            :func:`dlstructured.load_checkpoint`) and the latest training state are written
+            ``dlstructured.load_checkpoint``) and the latest training state are written
             atomically as training goes, so a crash or kill leaves the previous checkpoint
             intact. Writes are spaced to take about a tenth of the training time; the first
             and the last epoch are always written. Defaults to ``None`` (no checkpoints).
@@ -621,13 +621,13 @@ def train(
         label_smoothing: For classification with the task's loss, the share of the target
             spread evenly over the classes (RealMLP uses ``0.1``). Defaults to ``0.0``.
         learning_rate_schedule: ``None`` (a constant ``learning_rate``), ``"log_cosine"``
-            (:class:`~dlstructured.models.ensemble_layers.LogCosineRestarts` peaking at
+            (``LogCosineRestarts`` peaking at
             ``learning_rate``, over all the steps of ``epochs``) or a Keras
             ``LearningRateSchedule``, for the optimizer built from ``optimizer``. Defaults to
             ``None``.
 
     Returns:
-        A :class:`TrainingResult`.
+        A [`TrainingResult`][dlstructured.training.loop.TrainingResult].
 
     Raises:
         TypeError: If an argument has the wrong type (the message names it).

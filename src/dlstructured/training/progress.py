@@ -1,6 +1,6 @@
 """The one progress display of training: a Keras callback that draws a bar over the epochs.
 
-``train(verbose=1)``, :func:`dlstructured.fit_table` and the command line all show it. On a
+``train(verbose=1)``, ``dlstructured.fit_table`` and the command line all show it. On a
 terminal the bar redraws in place; elsewhere (a log file, a pipe) it prints the first epoch and
 then one line per tenth of the epochs, so a log stays short. ``verbose=2`` prints every epoch.
 """
