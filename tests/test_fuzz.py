@@ -47,9 +47,7 @@ JUNK = st.sampled_from([None, True, False, -1, 0, 2.5, float("nan"), float("inf"
 # messages, shared with the command line (where the table is a file, not `data=`), open with
 # "The frame ..." or "The input ...": only a message that opens so names the table argument.
 ALIASES = {"inputs": ("inputs", "num_features", "first argument")}
-# "Validation data has 1 features" should name `validation_data`: accepted here until it does
-# (test_training.py::test_validation_data_of_the_wrong_width_names_the_argument, xfail).
-OPENINGS = {"data": ("The frame ",), "x": ("The input ",), "validation_data": ("Validation data ",)}
+OPENINGS = {"data": ("The frame ",), "x": ("The input ",)}
 
 
 def _named(error: Exception, suspects) -> list[str]:

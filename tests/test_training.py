@@ -407,8 +407,6 @@ def test_multiclass_targets_must_be_codes_the_model_can_output(codes, model_clas
               validation_data=(x, np.array(codes)))
 
 
-@pytest.mark.xfail(strict=True, reason="the width check says 'Validation data has 1 features', "
-                   "not `validation_data`: the message names no argument (training.py)")
 def test_validation_data_of_the_wrong_width_names_the_argument():
     x = np.zeros((8, 2), "float32")
     with pytest.raises(ValueError, match="validation_data.*Received"):

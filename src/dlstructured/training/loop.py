@@ -752,8 +752,9 @@ def train(
         )
     if validation is not None and validation[0].shape[1] != x_train.shape[1]:
         raise ValueError(
-            f"Validation data has {validation[0].shape[1]} features, training data "
-            f"{x_train.shape[1]}: they must match."
+            f"`validation_data` has {validation[0].shape[1]} feature columns, the training data "
+            f"{x_train.shape[1]}: they must match. Received: validation_data[0] of shape "
+            f"{tuple(validation[0].shape)}"
         )
 
     # Training set-up ---------------------------------------------------------------------
