@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 
@@ -69,6 +69,20 @@ def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
         listed = ", ".join(repr(c) for c in choices)
         raise ValueError(f"`{name}` must be one of {listed}. {_received(name, value)}")
     return value
+
+
+def check_kinds(value: Any, choices: Iterable[str]) -> dict:
+    """A ``kinds`` mapping of column name -> kind (``None`` for none), as a new dict."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            "`kinds` must be a dict of column name -> kind, such as {'zip': 'categorical'}. "
+            f"{_received('kinds', value)}"
+        )
+    for column, kind in value.items():
+        check_choice(f"kinds[{column!r}]", kind, choices)
+    return dict(value)
 
 
 def check_optional_seed(name: str, value: Any) -> int | None:

@@ -24,6 +24,7 @@ from dlstructured._checks import (
     check_choice,
     check_float,
     check_int,
+    check_kinds,
     check_units_sequence,
 )
 from dlstructured.tasks import TASK_NAMES
@@ -83,18 +84,11 @@ def _check_metrics(value: Any) -> tuple[str, ...] | None:
     return tuple(value)
 
 
-def _check_kinds(value: Any) -> Mapping[Any, str]:
-    if value is None:
-        value = {}
-    if not isinstance(value, Mapping):
-        raise TypeError(
-            "`kinds` must map column names to kinds, such as {'age': 'numeric'}. "
-            f"{_received('kinds', value)}"
-        )
-    for column, kind in value.items():
+def _check_kinds(value: Any) -> dict[Any, str]:
+    kinds = check_kinds(value, KIND_CHOICES)
+    for column in kinds:
         _check_column("kinds", column)
-        check_choice(f"kinds[{column!r}]", kind, KIND_CHOICES)
-    return dict(value)
+    return kinds
 
 
 def _check_drop(value: Any) -> tuple[Any, ...]:

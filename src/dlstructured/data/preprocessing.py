@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dlstructured._checks import check_choice, check_int
+from dlstructured._checks import check_choice, check_int, check_kinds
 from dlstructured.data import steps as _steps
 from dlstructured.errors import (
     ColumnTypeError,
@@ -729,19 +729,7 @@ class TabularPreprocessor:
             )
         if task is not None:
             check_choice("task", task, TASK_NAMES)
-        if kinds is None:
-            kinds = {}
-        if not isinstance(kinds, Mapping):
-            raise TypeError(
-                "`kinds` must be a dict of column name -> kind, such as "
-                f"{{'zip': 'categorical'}}. Received: kinds={kinds!r}"
-            )
-        for column, kind in kinds.items():
-            if not isinstance(kind, str) or kind not in KINDS:
-                raise ValueError(
-                    f"`kinds[{column!r}]` must be one of {_names(KINDS)}. "
-                    f"Received: kinds[{column!r}]={kind!r}"
-                )
+        kinds = check_kinds(kinds, KINDS)
         if target is not None and target in kinds:
             raise ValueError(
                 f"`kinds` names the target column {target!r}; the target's handling follows from "
