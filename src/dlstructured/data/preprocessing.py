@@ -1081,7 +1081,8 @@ class TabularPreprocessor:
                     "--task multiclass", "--task regression", "--task binary"
                 ),
             )
-        if task == "multiclass":
+        if self._task == "multiclass":
+            # Only a task the caller chose: an inferred multiclass target is text-like labels.
             _check_class_labels(name, labels, len(series))
         if self.positive_label is not None:
             if task != "binary":

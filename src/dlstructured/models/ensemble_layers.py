@@ -53,7 +53,9 @@ class FeatureScale(keras.layers.Layer):
     Example:
 
     >>> import numpy as np
-    >>> FeatureScale(rate_factor=6.0)(np.ones((2, 3), "float32")).tolist()
+    >>> import keras
+    >>> scaled = FeatureScale(rate_factor=6.0)(np.ones((2, 3), "float32"))
+    >>> keras.ops.convert_to_numpy(scaled).tolist()
     [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
     """
 
@@ -100,7 +102,7 @@ class MemberAdapter(keras.layers.Layer):
     Example:
 
     >>> import numpy as np
-    >>> MemberAdapter(4, seed=0)(np.ones((2, 3), "float32")).shape
+    >>> tuple(MemberAdapter(4, seed=0)(np.ones((2, 3), "float32")).shape)
     (2, 4, 3)
     """
 
@@ -155,7 +157,7 @@ class NTKDense(keras.layers.Layer):
     Example:
 
     >>> import numpy as np
-    >>> NTKDense(5, seed=0)(np.ones((2, 4, 3), "float32")).shape
+    >>> tuple(NTKDense(5, seed=0)(np.ones((2, 4, 3), "float32")).shape)
     (2, 4, 5)
     """
 
@@ -230,7 +232,7 @@ class MemberHeads(keras.layers.Layer):
     Example:
 
     >>> import numpy as np
-    >>> MemberHeads(1)(np.ones((2, 4, 3), "float32")).shape
+    >>> tuple(MemberHeads(1)(np.ones((2, 4, 3), "float32")).shape)
     (2, 4, 1)
     """
 
