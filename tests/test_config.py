@@ -14,11 +14,26 @@ from dlstructured.config import CONFIG_VERSION, RunConfig
 
 def test_defaults_are_the_command_line_defaults():
     config = RunConfig()
-    assert (config.epochs, config.patience, config.valid_fraction, config.seed) == (200, 20, 0.3, 0)
-    assert (config.batch_size, config.learning_rate, config.model) == (256, 0.001, "dense")
-    assert config.hidden_units is None
-    assert config.resolved_hidden_units == (512, 512, 512)
+    assert config.model == "auto" and config.seed == 0
+    # The fields whose value depends on the model are left to the model's recipe.
+    for name in ("hidden_units", "activation", "members", "epochs", "batch_size",
+                 "learning_rate", "patience", "valid_fraction"):
+        assert getattr(config, name) is None, name
+    assert config.resolved_hidden_units == (256, 256, 256)
+    assert RunConfig(model="dense").resolved_hidden_units == (512, 512, 512)
     assert RunConfig(model="linear").resolved_hidden_units == ()
+
+
+def test_a_version_2_config_is_the_course_recipe_it_was():
+    # Written before the default model existed: no `members`, and every value given.
+    record = RunConfig(model="dense").to_dict()
+    del record["members"]
+    record.update(config_version=2, epochs=200, batch_size=256, learning_rate=0.001,
+                  patience=20, valid_fraction=0.3, activation="relu")
+    config = RunConfig.from_dict(record)
+    assert (config.model, config.members, config.epochs) == ("dense", None, 200)
+    record.pop("model")
+    assert RunConfig.from_dict(record).model == "dense"
 
 
 def test_fields_are_frozen():
@@ -28,6 +43,7 @@ def test_fields_are_frozen():
 
 configs = st.builds(
     RunConfig,
+    model=st.just("dense"),
     task=st.sampled_from([None, "regression", "binary", "multiclass"]),
     hidden_units=st.one_of(st.none(), st.lists(st.integers(1, 64), max_size=3).map(tuple)),
     dropout_rate=st.floats(0.0, 0.9),
@@ -47,7 +63,17 @@ configs = st.builds(
 )
 
 
-@given(configs)
+auto_configs = st.builds(
+    RunConfig,
+    members=st.one_of(st.none(), st.integers(1, 16)),
+    epochs=st.one_of(st.none(), st.integers(1, 500)),
+    batch_size=st.one_of(st.none(), st.integers(1, 4096)),
+    patience=st.one_of(st.none(), st.integers(0, 50)),
+    valid_fraction=st.one_of(st.none(), st.floats(0.0, 0.9)),
+)
+
+
+@given(st.one_of(configs, auto_configs))
 def test_to_dict_and_back_is_the_same_config(config):
     record = json.loads(json.dumps(config.to_dict()))
     assert record["config_version"] == CONFIG_VERSION
@@ -87,7 +113,7 @@ def test_an_old_run_json_means_what_it_meant_in_0_1_0():
         ({"valid_fraction": 1.0}, ValueError, "valid_fraction=1.0"),
         ({"task": "ranking"}, ValueError, "task='ranking'"),
         ({"model": "forest"}, ValueError, "model='forest'"),
-        ({"batch_norm": 1}, TypeError, "batch_norm=1"),
+        ({"model": "dense", "batch_norm": 1}, TypeError, "batch_norm=1"),
         ({"metrics": "mae"}, TypeError, "metrics='mae'"),
         ({"kinds": {"age": "number"}}, ValueError, "kinds['age']='number'"),
         ({"drop": "id"}, TypeError, "drop='id'"),
@@ -95,6 +121,11 @@ def test_an_old_run_json_means_what_it_meant_in_0_1_0():
         ({"model": "linear", "dropout_rate": 0.5}, ValueError, "dropout_rate=0.5"),
         ({"stratify": True, "group_by": "city"}, ValueError, "group_by='city'"),
         ({"sep": ""}, TypeError, "sep=''"),
+        ({"members": 0}, ValueError, "members=0"),
+        ({"model": "dense", "members": 4}, ValueError, "members=4"),
+        ({"batch_norm": True}, ValueError, "batch_norm=True"),
+        ({"input_batch_norm": True}, ValueError, "input_batch_norm=True"),
+        ({"activation": ""}, TypeError, "activation=''"),
     ],
 )
 def test_bad_values_name_the_field_and_what_was_received(changes, error, names):

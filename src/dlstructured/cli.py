@@ -120,33 +120,37 @@ _RUN_FLAGS: dict[str, list[tuple[str, tuple[str, ...], Any, str | None, str]]] =
     "model": [
         ("task", (), str, "{" + ",".join(TASK_CHOICES) + "}", "task (default: inferred from "
          "the target)"),
-        ("model", (), str, "{" + ",".join(MODEL_CHOICES) + "}", "dense: a stack of hidden "
-         "layers; linear: no hidden layer (default: dense)"),
+        ("model", (), str, "{" + ",".join(MODEL_CHOICES) + "}", "auto: the strong default, "
+         "an ensemble of MLPs with its own recipe; dense: the course's recipe (ReLU layers, "
+         "Adam 0.001, min-max scaling); linear: no hidden layer (default: auto)"),
         ("hidden_units", ("--hidden",), _units, "UNITS", "hidden layer widths (default: "
-         "512,512,512)"),
+         "256,256,256 for auto, 512,512,512 for dense)"),
         ("activation", (), str, None, "Keras activation of the hidden layers: relu, elu, "
-         "selu, gelu, swish ... (default: relu)"),
+         "selu, gelu, swish ... (default: selu for auto, relu for dense)"),
+        ("members", (), int, "K", "ensemble members of --model auto (default: 8)"),
         ("dropout_rate", ("--dropout",), float, "RATE", "dropout rate after each hidden "
          "layer, in [0, 1) (default: 0)"),
         ("batch_norm", (), None, None, "batch-normalize each hidden layer"),
         ("input_batch_norm", (), None, None, "batch-normalize the inputs first"),
     ],
     "training": [
-        ("epochs", (), int, None, f"most epochs (default: {DEFAULTS.epochs})"),
-        ("batch_size", (), int, None, f"rows per gradient step (default: "
-         f"{DEFAULTS.batch_size})"),
-        ("learning_rate", (), float, "RATE", f"Adam's learning rate, in (0, 10] (default: "
-         f"{DEFAULTS.learning_rate:g})"),
+        ("epochs", (), int, None, "most epochs (default: 200 for dense; for auto about 1,200 "
+         "steps, 16 to 128 epochs)"),
+        ("batch_size", (), int, None, "rows per gradient step (default: 256; for auto 256 to "
+         "1024 by table size)"),
+        ("learning_rate", (), float, "RATE", "Adam's (peak) learning rate, in (0, 10] "
+         "(default: 0.001 for dense; 0.06 or 0.04 for auto, whose layers scale it down)"),
         ("metrics", (), _metric_names, "NAMES", "metrics besides the loss, comma-separated "
          "Keras names such as binary_accuracy,auc or mae, or none (default: the task's: mae; "
          "binary_accuracy,auc; accuracy); AUC costs a share of every step"),
         ("patience", (), int, None, "epochs without improvement of the "
-         f"validation loss before stopping; 0 turns early stopping off (default: "
-         f"{DEFAULTS.patience})"),
+         "validation loss before stopping; 0 turns early stopping off (default: 20 for "
+         "dense; auto runs its budget and keeps the best epoch)"),
     ],
     "validation split": [
         ("valid_fraction", (), float, "F", "fraction of rows held out for validation, in "
-         f"[0, 1); 0 trains on all rows (default: {DEFAULTS.valid_fraction:g})"),
+         "[0, 1); 0 trains on all rows (default: 0.3 for dense; 0.2 for auto, which then "
+         "refits on every row)"),
         ("stratify", (), None, None, "keep the class proportions in both parts"),
         ("group_by", (), str, "COL", "keep all rows with the same value of COL in one part"),
         ("seed", (), int, None, "seed of the split, the weights and the shuffling (default: 0)"),
@@ -178,8 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     >>> from dlstructured.cli import build_parser
     >>> args = build_parser().parse_args(["train", "wine.csv", "--target", "quality",
     ...                                   "--hidden", "64,64"])
-    >>> args.hidden_units, args.patience, args.backend
-    ((64, 64), 20, None)
+    >>> args.hidden_units, args.model, args.backend
+    ((64, 64), 'auto', None)
     """
     common = _Parser(add_help=False)
     common.add_argument("--backend", choices=BACKENDS, default=None,
@@ -238,12 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo", parents=[common], help="train on data scikit-learn ships (no network needed)",
-        description="Train a ReLU stack on the diabetes table and a sigmoid classifier on the "
-        "breast-cancer table, print their metrics and write their learning curves.")
+        description="Train the default model on the diabetes table (regression) and the "
+        "breast-cancer table (binary), print their metrics and write their learning curves.")
     demo.add_argument("--out", metavar="DIR", default="runs/demo",
                       help="output folder (default: runs/demo)")
     demo.add_argument("--epochs", type=_field("epochs", int), default=DEFAULTS.epochs,
-                      help=f"most epochs per model (default: {DEFAULTS.epochs})")
+                      help="most epochs per model (default: the model's own)")
     demo.add_argument("--seed", type=_field("seed", int), default=DEFAULTS.seed, help="seed")
     demo.set_defaults(func=_cmd_demo)
     return parser
@@ -668,7 +672,7 @@ def _fit(data: Any, target: Any, config: RunConfig, *, out: Path, resume: bool,
     from dlstructured.run import OUTPUT_FILES, fit_table
     from dlstructured.training.loop import TrainingDivergedWarning, TrainingInterruptedWarning
 
-    if config.patience and not config.valid_fraction:
+    if config.patience and config.valid_fraction == 0:
         console.notice("no validation rows (--valid-fraction 0): early stopping is off")
     check = _interrupt_callback("finishing the output files first", quiet=console.quiet)
     with warnings.catch_warnings():
@@ -766,8 +770,8 @@ def _cmd_demo(args: argparse.Namespace, console: _Console) -> int:
     out = Path(args.out)
     config = RunConfig(epochs=args.epochs, seed=args.seed)
     jobs = [
-        ("diabetes", load_diabetes, "progression", "a ReLU stack (regression)"),
-        ("breast_cancer", load_breast_cancer, "diagnosis", "a sigmoid classifier (binary)"),
+        ("diabetes", load_diabetes, "progression", "regression"),
+        ("breast_cancer", load_breast_cancer, "diagnosis", "binary classification"),
     ]
     with _keras_backend(args.backend, hide_extras=args.whole_process):
         for name, load, target, what in jobs:

@@ -29,23 +29,26 @@ from dlstructured._checks import (
 )
 from dlstructured.tasks import TASK_NAMES
 
-CONFIG_VERSION = 2
+CONFIG_VERSION = 3
 
 TASK_CHOICES = TASK_NAMES
-MODEL_CHOICES = ("dense", "linear")
+MODEL_CHOICES = ("auto", "dense", "linear")
 KIND_CHOICES = ("numeric", "categorical", "datetime", "ignore")
 
 # Widths of the hidden layers when `hidden_units` is None, per model.
-DEFAULT_HIDDEN_UNITS = {"dense": (512, 512, 512), "linear": ()}
+DEFAULT_HIDDEN_UNITS = {"auto": (256, 256, 256), "dense": (512, 512, 512), "linear": ()}
 
 # The command-line names of 0.1.0's run.json ("options"), and the fields they became.
 _LEGACY_NAMES = {"hidden": "hidden_units", "dropout": "dropout_rate"}
 
 # What each earlier version meant by a key it did not record. Version 1 is 0.1.0's run.json
 # options: its runs were read with pandas' defaults and had no per-column options.
+# Versions 1 and 2 knew only the course's models, whose fields all had values.
+_COURSE_VALUES = {"model": "dense", "members": None}
 _VERSION_DEFAULTS: dict[int, dict[str, Any]] = {
     1: {"metrics": None, "kinds": {}, "drop": (), "positive_label": None, "sep": None,
-        "encoding": None},
+        "encoding": None, **_COURSE_VALUES},
+    2: _COURSE_VALUES,
 }
 
 
@@ -113,22 +116,36 @@ class RunConfig:
     Args:
         task: ``"regression"``, ``"binary"``, ``"multiclass"``, or ``None`` to infer it from the
             target. Defaults to ``None``.
-        model: ``"dense"`` (a stack of hidden layers, the course's) or ``"linear"`` (no hidden
-            layer). Defaults to ``"dense"``.
-        hidden_units: Widths of the hidden layers, or ``None`` for the model's own: 512, 512,
-            512 for ``"dense"``; a linear model has none. Defaults to ``None``.
-        activation: Keras activation of the hidden layers. Defaults to ``"relu"``.
+        model: ``"auto"`` (the strong default: an ensemble of MLPs trained as one network,
+            with its own preprocessing and training recipe), ``"dense"`` (a stack of hidden
+            layers: the course's recipe, exactly as dlstructured 0.1.0 ran it) or ``"linear"``
+            (no hidden layer). Defaults to ``"auto"``.
+        hidden_units: Widths of the hidden layers, or ``None`` for the model's own: 256, 256,
+            256 for ``"auto"``, 512, 512, 512 for ``"dense"``; a linear model has none.
+            Defaults to ``None``.
+        activation: Keras activation of the hidden layers, or ``None`` for the model's own
+            (``"selu"`` for ``"auto"``, ``"relu"`` for the course's). Defaults to ``None``.
         dropout_rate: Dropout after each hidden layer, in [0, 1). Defaults to ``0.0``.
-        batch_norm: Batch-normalize each hidden layer. Defaults to ``False``.
-        input_batch_norm: Batch-normalize the inputs first. Defaults to ``False``.
-        epochs: Most epochs. Defaults to ``200``.
-        batch_size: Rows per gradient step. Defaults to ``256``.
-        learning_rate: Adam's learning rate, in (0, 10]. Defaults to ``0.001``.
+        batch_norm: Batch-normalize each hidden layer (course models). Defaults to ``False``.
+        input_batch_norm: Batch-normalize the inputs first (course models). Defaults to
+            ``False``.
+        members: Ensemble members of ``"auto"``, or ``None`` for its 8. Defaults to ``None``.
+        epochs: Most epochs, or ``None`` for the model's own: 200 for the course's; for
+            ``"auto"`` a budget of about 1,200 gradient steps (16 to 128 epochs). Defaults to
+            ``None``.
+        batch_size: Rows per gradient step, or ``None`` for the model's own: 256 for the
+            course's; 256, 512 or 1,024 by table size for ``"auto"``. Defaults to ``None``.
+        learning_rate: Adam's (peak) learning rate, in (0, 10], or ``None`` for the model's
+            own: 0.001 for the course's; 0.06 (regression) or 0.04 (classification) for
+            ``"auto"``, whose layers scale their weights down. Defaults to ``None``.
         patience: Epochs without improvement of the validation loss before stopping; ``0``
-            turns early stopping off. Defaults to ``20``.
+            turns early stopping off; ``None`` for the model's own: 20 for the course's; for
+            ``"auto"`` the whole budget, keeping the best epoch. Defaults to ``None``.
         metrics: Keras metric names to report besides the loss, ``()`` for none, or ``None``
             for the task's. Defaults to ``None``.
-        valid_fraction: Share of rows held out for validation, in [0, 1). Defaults to ``0.3``.
+        valid_fraction: Share of rows held out for validation, in [0, 1), or ``None`` for the
+            model's own: 0.3 for the course's, 0.2 for ``"auto"`` (which then refits on every
+            row). Defaults to ``None``.
         stratify: Keep the class proportions in both parts. Defaults to ``False``.
         group_by: Column whose groups must not straddle the split. Defaults to ``None``.
         seed: Seed of the split, the weights and the shuffling. Defaults to ``0``.
@@ -146,26 +163,27 @@ class RunConfig:
     Example:
 
     >>> from dlstructured import RunConfig
-    >>> config = RunConfig(hidden_units=(64, 64), epochs=50)
+    >>> config = RunConfig(model="dense", hidden_units=(64, 64), epochs=50)
     >>> config.resolved_hidden_units, config.patience
-    ((64, 64), 20)
+    ((64, 64), None)
     >>> RunConfig.from_dict(config.to_dict()) == config
     True
     """
 
     task: str | None = None
-    model: str = "dense"
+    model: str = "auto"
     hidden_units: tuple[int, ...] | None = None
-    activation: str = "relu"
+    activation: str | None = None
     dropout_rate: float = 0.0
     batch_norm: bool = False
     input_batch_norm: bool = False
-    epochs: int = 200
-    batch_size: int = 256
-    learning_rate: float = 0.001
-    patience: int = 20
+    members: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    patience: int | None = None
     metrics: tuple[str, ...] | None = None
-    valid_fraction: float = 0.3
+    valid_fraction: float | None = None
     stratify: bool = False
     group_by: Any = None
     seed: int = 0
@@ -190,7 +208,8 @@ class RunConfig:
                     "layer; choose model='dense' for hidden layers. "
                     f"{_received('hidden_units', self.hidden_units)}"
                 )
-        if not isinstance(self.activation, str) or not self.activation:
+        if self.activation is not None and (not isinstance(self.activation, str)
+                                            or not self.activation):
             raise TypeError(
                 "`activation` must be the name of a Keras activation, such as 'relu'. "
                 f"{_received('activation', self.activation)}"
@@ -208,16 +227,33 @@ class RunConfig:
                         f"`{name}` does not apply to model='linear', which has no hidden layer. "
                         f"{_received(name, getattr(self, name))}"
                     )
-        put("epochs", check_int("epochs", self.epochs, minimum=1))
-        put("batch_size", check_int("batch_size", self.batch_size, minimum=1))
-        put("learning_rate", check_float(
-            "learning_rate", self.learning_rate, minimum=0.0, maximum=10.0, min_inclusive=False
-        ))
-        put("patience", check_int("patience", self.patience, minimum=0))
+        if self.model == "auto":
+            for name in ("batch_norm", "input_batch_norm"):
+                if getattr(self, name):
+                    raise ValueError(
+                        f"`{name}` does not apply to model='auto', whose layers are scaled "
+                        "without batch normalization; choose model='dense' for it. "
+                        f"{_received(name, True)}"
+                    )
+        elif self.members is not None:
+            raise ValueError(
+                f"`members` applies to model='auto' only (an ensemble); model={self.model!r} is "
+                f"one network. {_received('members', self.members)}"
+            )
+        checks = {
+            "members": lambda v: check_int("members", v, minimum=1),
+            "epochs": lambda v: check_int("epochs", v, minimum=1),
+            "batch_size": lambda v: check_int("batch_size", v, minimum=1),
+            "learning_rate": lambda v: check_float(
+                "learning_rate", v, minimum=0.0, maximum=10.0, min_inclusive=False),
+            "patience": lambda v: check_int("patience", v, minimum=0),
+            "valid_fraction": lambda v: check_float(
+                "valid_fraction", v, minimum=0.0, maximum=1.0, max_inclusive=False),
+        }
+        for name, check in checks.items():
+            if getattr(self, name) is not None:
+                put(name, check(getattr(self, name)))
         put("metrics", _check_metrics(self.metrics))
-        put("valid_fraction", check_float(
-            "valid_fraction", self.valid_fraction, minimum=0.0, maximum=1.0, max_inclusive=False
-        ))
         check_bool("stratify", self.stratify)
         _check_column("group_by", self.group_by)
         if self.stratify and self.group_by is not None:

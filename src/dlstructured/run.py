@@ -27,7 +27,7 @@ import math
 import os
 import shutil
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +37,11 @@ import pandas as pd
 from dlstructured import _io
 from dlstructured.config import RunConfig
 from dlstructured.errors import DataError, DataWarning, ModelFileError, RunError
+from dlstructured.recipes import Recipe, resolve
 
 RUN_FILE = "run.json"
 CHECKPOINT_DIR = "checkpoints"
+REFIT_DIR = "refit"  # inside CHECKPOINT_DIR: the checkpoints of the refit on every row
 MODEL_FILE = "model.keras"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
@@ -244,8 +246,10 @@ def _spells(text: str, label: Any) -> bool:
     return False
 
 
-def _prepare(frame: pd.DataFrame, target: Any, config: RunConfig, source: str) -> Any:
+def _prepare(frame: pd.DataFrame, target: Any, config: RunConfig, source: str,
+             **overrides: Any) -> Any:
     from dlstructured.data.prepare import prepare
+    from dlstructured.recipes import prepare_options
 
     require_column(frame, source, "target", target)
     require_column(frame, source, "group_by", config.group_by)
@@ -254,7 +258,7 @@ def _prepare(frame: pd.DataFrame, target: Any, config: RunConfig, source: str) -
         frame,
         target,
         task=config.task,
-        valid_fraction=config.valid_fraction,
+        **{**prepare_options(config), **overrides},
         split=config.split,
         group_by=config.group_by,
         seed=config.seed,
@@ -324,7 +328,8 @@ def _check_memory(config: RunConfig) -> None:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):  # no sysconf (Windows): leave it to Keras
         return
-    needed = 2 * 4 * config.batch_size * sum(config.resolved_hidden_units)
+    members = config.members or 1
+    needed = 2 * 4 * config.batch_size * sum(config.resolved_hidden_units) * members
     if needed > memory:
         units = ",".join(map(str, config.resolved_hidden_units))
         message = (f"{{}} {units} with {{}} {config.batch_size} needs about "
@@ -361,7 +366,8 @@ def _check_resume_config(record: RunRecord, config: RunConfig, where: str) -> Ru
         ran, asked = getattr(record.config, name), getattr(config, name)
         if name == "hidden_units":
             ran, asked = record.config.resolved_hidden_units, config.resolved_hidden_units
-        if ran == asked or (name == "epochs" and asked >= ran):
+        if ran == asked or (name == "epochs" and asked is not None
+                            and (ran is None or asked >= ran)):
             continue
         raise RunError(
             f"config.{name}={asked!r} differs from {where}, started with {name}={ran!r}; pass "
@@ -462,6 +468,11 @@ class Run:
         num_features: Columns of the network's input.
         backend: The Keras backend it trained on.
         fingerprint: What identifies the data (see ``run.json``).
+        recipe: The concrete settings the model trained with: ``recipe.config`` is ``config``
+            with the model's own values in place of its ``None`` fields.
+        refit_result: For a model refitted on every row after the epochs were chosen on the
+            validation split, the refit's ``TrainingResult`` (``result`` stays the fit that
+            chose the epochs, with its validation curves); else ``None``.
     """
 
     model: Any
@@ -474,6 +485,8 @@ class Run:
     num_features: int
     backend: str
     fingerprint: dict[str, Any] | None = None
+    recipe: Recipe | None = None
+    refit_result: Any = None
 
     def summary(self) -> dict[str, Any]:
         """What ``metrics.json`` holds: the run's settings, size, timing and metrics, as JSON."""
@@ -490,6 +503,13 @@ class Run:
             "backend": self.backend,
             "engine": result.engine,
             "config": self.config.to_dict(),
+            "settings": None if self.recipe is None else self.recipe.config.to_dict(),
+            "refit": None if self.refit_result is None else {
+                "rows": self.rows["train"] + self.rows["valid"],
+                "epochs_run": self.refit_result.epochs_run,
+                "fit_time_s": self.refit_result.fit_time,
+                "final": dict(self.refit_result.final_metrics),
+            },
             "epochs_run": result.epochs_run,
             "best_epoch": result.best_epoch,
             "stopped_early": result.stopped_early,
@@ -530,21 +550,22 @@ class Run:
 
 
 def _build(data: Any, config: RunConfig) -> Any:
+    """The run's network, from a config whose model-dependent fields are filled in."""
+    from dlstructured.models.ensemble import ensemble_mlp
     from dlstructured.tasks import TASKS
 
     _check_memory(config)
-    builder = TASKS[data.task].make_builder()
+    options = dict(hidden_units=config.resolved_hidden_units, activation=config.activation,
+                   dropout_rate=config.dropout_rate, seed=config.seed,
+                   name=f"{config.model}_model")
+    if config.model == "auto":
+        builder = ensemble_mlp
+        options.update(members=config.members)
+    else:
+        builder = TASKS[data.task].make_builder()
+        options.update(batch_norm=config.batch_norm, input_batch_norm=config.input_batch_norm)
     try:
-        return builder(
-            data,
-            hidden_units=config.resolved_hidden_units,
-            activation=config.activation,
-            dropout_rate=config.dropout_rate,
-            batch_norm=config.batch_norm,
-            input_batch_norm=config.input_batch_norm,
-            seed=config.seed,
-            name=f"{config.model}_model",
-        )
+        return builder(data, **options)
     except ValueError as error:
         raise RunError(f"cannot build the model: {error}",
                        cli_message="cannot build the model: "
@@ -623,7 +644,6 @@ def fit_table(
     """
     import keras
 
-    from dlstructured.training.loop import train
 
     if config is not None and not isinstance(config, RunConfig):
         raise TypeError(f"`config` must be a RunConfig or None. Received: config={config!r}")
@@ -650,29 +670,38 @@ def fit_table(
         now = record.fingerprint or now
     prepared = _prepare(frame, target, config, source)
     _check_metrics(config, prepared.task)
-    model = _build(prepared, config)
+    rows = {"train": len(prepared.x_train),
+            "valid": 0 if prepared.x_valid is None else len(prepared.x_valid)}
+    recipe = resolve(config, task=prepared.task, train_rows=rows["train"],
+                     valid_rows=rows["valid"])
+    for notice in recipe.notices:
+        warnings.warn(DataWarning(notice), stacklevel=2)
+    model = _build(prepared, recipe.config)
     backend = keras.backend.backend()
     run = Run(model=model, result=None, config=config,
               data=None if isinstance(data, pd.DataFrame) else str(Path(data).resolve()),
-              target=target, task=prepared.task,
-              rows={"train": len(prepared.x_train),
-                    "valid": 0 if prepared.x_valid is None else len(prepared.x_valid)},
-              num_features=int(prepared.num_features), backend=backend, fingerprint=now)
+              target=target, task=prepared.task, rows=rows,
+              num_features=int(prepared.num_features), backend=backend, fingerprint=now,
+              recipe=recipe)
+    checkpoints = None if out is None else out / CHECKPOINT_DIR
     from_checkpoint = False
     if out is not None:
         from dlstructured.training.checkpoints import POINTER_FILE, read_checkpoint
 
-        from_checkpoint = resume and (out / CHECKPOINT_DIR / POINTER_FILE).exists()
+        from_checkpoint = resume and (checkpoints / POINTER_FILE).exists()
         if resume and not from_checkpoint:
             warnings.warn(f"{str(out)!r} holds no checkpoint yet: training starts from the "
                           "beginning", UserWarning, stacklevel=2)
         if from_checkpoint:
-            read_checkpoint(out / CHECKPOINT_DIR)  # refuse a broken checkpoint before training
+            read_checkpoint(checkpoints)  # refuse a broken checkpoint before training
     created = out is not None and not out.exists()
     try:
         if out is not None:
             _write_run_record(out, run.record())
-        run.result = _train(train, run, prepared, callbacks, verbose, out, from_checkpoint)
+        run.result = _train(run, prepared, callbacks, verbose, checkpoints, from_checkpoint)
+        if _should_refit(run):
+            _refit(run, _prepare(frame, target, config, source, valid_fraction=0.0), callbacks,
+                   verbose, checkpoints, from_checkpoint)
     except BaseException:
         if created:
             _remove_unless_useful(out)
@@ -682,36 +711,95 @@ def fit_table(
     return run
 
 
-def _train(train: Callable, run: Run, prepared: Any, callbacks: Sequence[Any], verbose: int,
-           out: Path | None, resume: bool) -> Any:
+def _progress(run: Run, epochs: int, verbose: int, heading: str) -> list[Any]:
     from dlstructured.training.progress import EpochProgress
 
-    config = run.config
-    every = list(callbacks)
-    if verbose:
-        scale = float(getattr(prepared, "target_unit_scale", 1.0) or 1.0)
-        valid = f", validating on {run.rows['valid']}" if run.rows["valid"] else ""
-        every.append(EpochProgress(
-            config.epochs, every_epoch=verbose == 2,
-            loss_scale=scale if run.task == "regression" else 1.0,
-            heading=f"training a {config.model} {run.task} model on {run.rows['train']} rows"
-            f"{valid} ({run.num_features} features, backend {run.backend})",
-        ))
-    patience = config.patience if run.rows["valid"] else 0
+    if not verbose:
+        return []
+    scale = float(getattr(run.model, "target_unit_scale", 1.0) or 1.0)
+    return [EpochProgress(epochs, every_epoch=verbose == 2,
+                          loss_scale=scale if run.task == "regression" else 1.0,
+                          heading=heading)]
+
+
+def _early_stopping(recipe: Recipe, valid_rows: int) -> Any:
+    from dlstructured.training.loop import EarlyStopping
+
+    patience = recipe.config.patience if valid_rows else 0
+    if not patience:
+        return False
+    return EarlyStopping(patience=patience, min_delta=recipe.min_delta)
+
+
+def _train(run: Run, prepared: Any, callbacks: Sequence[Any], verbose: int,
+           checkpoints: Path | None, resume: bool) -> Any:
+    from dlstructured.training.loop import train
+
+    config = run.recipe.config
+    valid = f", validating on {run.rows['valid']}" if run.rows["valid"] else ""
+    heading = (f"training a{'n' if config.model == 'auto' else ''} {config.model} {run.task} "
+               f"model on {run.rows['train']} rows{valid} ({run.num_features} features, "
+               f"backend {run.backend})")
     return train(
         run.model,
         prepared,
         epochs=config.epochs,
         batch_size=config.batch_size,
         learning_rate=config.learning_rate,
-        early_stopping=patience if patience else False,
+        early_stopping=_early_stopping(run.recipe, run.rows["valid"]),
         metrics=None if config.metrics is None else list(config.metrics),
-        callbacks=every,
+        callbacks=[*callbacks, *_progress(run, config.epochs, verbose, heading)],
         verbose=0,
         seed=config.seed,
-        checkpoint_dir=None if out is None else out / CHECKPOINT_DIR,
+        checkpoint_dir=checkpoints,
         resume=resume,
+        **run.recipe.train,
     )
+
+
+def _should_refit(run: Run) -> bool:
+    result = run.result
+    return (run.recipe.refit and bool(result.best_epoch) and not result.interrupted
+            and not result.diverged)
+
+
+def _refit(run: Run, prepared: Any, callbacks: Sequence[Any], verbose: int,
+           checkpoints: Path | None, resume: bool) -> None:
+    """Train a fresh network on every row for the epochs the validation chose; it becomes
+    ``run.model``, and its result ``run.refit_result``.
+
+    The learning-rate schedule is the one of the whole budget, so the refit is at the same
+    point of it when it stops as the chosen epoch was.
+    """
+    from dlstructured.models.ensemble_layers import LogCosineRestarts
+    from dlstructured.training.loop import train
+
+    config = run.recipe.config
+    epochs = int(run.result.best_epoch)
+    rows = len(prepared.x_train)
+    schedule = LogCosineRestarts(
+        config.learning_rate, total_steps=config.epochs * -(-rows // min(config.batch_size, rows))
+    )
+    options = {**run.recipe.train, "learning_rate_schedule": schedule}
+    model = _build(prepared, config)
+    heading = f"refitting on all {rows} rows for the {epochs} epochs chosen"
+    directory = None if checkpoints is None else checkpoints / REFIT_DIR
+    run.refit_result = train(
+        model,
+        prepared,
+        epochs=epochs,
+        batch_size=config.batch_size,
+        early_stopping=False,
+        metrics=None if config.metrics is None else list(config.metrics),
+        callbacks=[*callbacks, *_progress(run, epochs, verbose, heading)],
+        verbose=0,
+        seed=config.seed,
+        checkpoint_dir=directory,
+        resume=resume and directory is not None and (directory / "checkpoint.json").exists(),
+        **options,
+    )
+    if not (run.refit_result.interrupted or run.refit_result.diverged):
+        run.model = model
 
 
 def resume_run(
