@@ -1,4 +1,4 @@
-"""The ``dlstructured`` command line: train, predict, evaluate and demo.
+"""The ``dlstructured`` command line: train, predict, evaluate, explain and demo.
 
 A thin shell over the library: ``train`` turns its flags into a ``dlstructured.RunConfig`` (each
 flag is the field of the same name; 0.1.0's ``--hidden`` and ``--dropout`` stay as aliases) and
@@ -141,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``dlstructured`` command.
 
     Returns:
-        An ``argparse.ArgumentParser`` with the subcommands ``train``, ``predict``, ``evaluate``
-        and ``demo``. Its ``error`` method raises ``UsageError`` instead of exiting.
+        An ``argparse.ArgumentParser`` with the subcommands ``train``, ``predict``, ``evaluate``,
+        ``explain`` and ``demo``. Its ``error`` method raises ``UsageError`` instead of exiting.
 
     Example:
 
@@ -207,6 +207,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--target", required=True, metavar="COL", help="column with the labels")
     evaluate.set_defaults(func=_cmd_evaluate)
 
+    explain = commands.add_parser(
+        "explain", parents=[common, reading], help="rank the columns a trained model relies on",
+        description="Shuffle each column of DATA (held-out rows with --target) in turn and write "
+        "how much the model's metric worsens to importance.csv and importance.png in --out.")
+    explain.add_argument("model", metavar="MODEL", help="a .keras file written by `train`")
+    explain.add_argument("data", metavar="DATA", help="CSV or Parquet file of held-out rows")
+    explain.add_argument("--target", required=True, metavar="COL", help="column with the labels")
+    explain.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
+    explain.add_argument("--repeats", type=_repeats, default=5, metavar="N",
+                         help="shuffles per column (default: 5)")
+    explain.add_argument("--seed", type=_field("seed"), default=0, help="seed (default: 0)")
+    explain.set_defaults(func=_cmd_explain)
+
     demo = commands.add_parser(
         "demo", parents=[common], help="train on data scikit-learn ships (no network needed)",
         description="Train a ReLU stack on the diabetes table and a sigmoid classifier on the "
@@ -218,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=_field("seed"), default=DEFAULTS.seed, help="seed")
     demo.set_defaults(func=_cmd_demo)
     return parser
+
+
+def _repeats(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 (got {text!r})")
+    return int(text)
 
 
 def _flag(name: str) -> str:
@@ -656,6 +675,28 @@ def _cmd_evaluate(args: argparse.Namespace, console: _Console) -> int:
         metrics = evaluate_on(load_run_model(args.model), frame, args.target)
     width = max((len(name) for name in metrics), default=6)
     print("\n".join(f"{name:<{width}}  {format_number(value)}" for name, value in metrics.items()))
+    return EXIT_OK
+
+
+def _cmd_explain(args: argparse.Namespace, console: _Console) -> int:
+    from dlstructured.explain import CHART_FILE, IMPORTANCE_FILE, write_importance
+    from dlstructured.run import read_data, refuse_inputs, require_column
+
+    out = Path(args.out)
+    for name in (IMPORTANCE_FILE, CHART_FILE):
+        refuse_inputs(out / name, advice="give another --out folder", model=args.model,
+                      data=args.data)
+    frame = read_data(args.data, sep=args.sep, encoding=args.encoding)
+    require_column(frame, repr(args.data), "target", args.target)
+    with _keras_backend(args.backend, hide_extras=args.whole_process):
+        from dlstructured.run import load_run_model
+
+        importance = load_run_model(args.model).feature_importance(
+            frame, args.target, n_repeats=args.repeats, random_state=args.seed)
+    title = f"{Path(args.model).name} on {Path(args.data).name}"
+    written = write_importance(importance, out, title=title)
+    console.result(importance.to_string(float_format="{:.4f}".format))
+    console.result(f"wrote {', '.join(path.name for path in written)} to {out}")
     return EXIT_OK
 
 

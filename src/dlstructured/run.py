@@ -877,9 +877,11 @@ def evaluate_on(model: Any, frame: pd.DataFrame, target: Any) -> dict[str, float
                         ) from error
 
 
-def refuse_inputs(path: str | os.PathLike | None, **inputs: str | os.PathLike) -> None:
+def refuse_inputs(path: str | os.PathLike | None, *,
+                  advice: str = "give another file name such as predictions.csv",
+                  **inputs: str | os.PathLike) -> None:
     """Refuse an output ``path`` that is one of the ``inputs`` (``model=..., data=...``), through
-    links too.
+    links too, with ``advice`` on what to give instead.
 
     Raises:
         RunError: If ``path`` names one of the inputs.
@@ -887,7 +889,7 @@ def refuse_inputs(path: str | os.PathLike | None, **inputs: str | os.PathLike) -
     for what, given in inputs.items():
         if path is not None and same_file(path, given):
             message = (f"{{}} {str(path)!r} is the {what} file {str(given)!r}, which writing "
-                       "would replace; give another file name such as predictions.csv")
+                       f"would replace; {advice}")
             raise RunError(message.format("`path`"), cli_message=message.format("--out"))
 
 
