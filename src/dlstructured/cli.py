@@ -696,6 +696,8 @@ def _cmd_explain(args: argparse.Namespace, console: _Console) -> int:
     title = f"{Path(args.model).name} on {Path(args.data).name}"
     written = write_importance(importance, out, title=title)
     console.result(importance.to_string(float_format="{:.4f}".format))
+    console.result(f"unshuffled {importance.attrs['metric']}: "
+                   f"{importance.attrs['baseline']:.4f} on {len(frame)} rows")
     console.result(f"wrote {', '.join(path.name for path in written)} to {out}")
     return EXIT_OK
 

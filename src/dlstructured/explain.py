@@ -230,8 +230,9 @@ def plot_importance(importance: pd.DataFrame, *, title: str | None = None) -> An
     >>> table = pd.DataFrame({"importance_mean": [0.9, 0.1], "importance_std": [0.05, 0.02]},
     ...                      index=pd.Index(["signal", "noise"], name="column"))
     >>> fig = plot_importance(table)
-    >>> fig.axes[0].get_xlabel()
-    'importance (increase in error)'
+    >>> table.attrs["metric"] = "mae"
+    >>> plot_importance(table).axes[0].get_xlabel()
+    'increase of mae when the column is shuffled'
     """
     from matplotlib.figure import Figure
 
@@ -240,8 +241,8 @@ def plot_importance(importance: pd.DataFrame, *, title: str | None = None) -> An
         raise ValueError("`importance` must be the DataFrame `feature_importance` returns, with "
                          f"columns {sorted(needed)}. Received: {type(importance).__name__}")
     metric = importance.attrs.get("metric")
-    worse = "increase in error" if not _HIGHER_IS_BETTER.get(metric, False) else "drop"
-    label = f"importance ({metric} {worse})" if metric else f"importance ({worse})"
+    change = "drop in" if _HIGHER_IS_BETTER.get(metric, False) else "increase of"
+    label = f"{change} {metric} when the column is shuffled" if metric else "importance"
     ordered = importance.iloc[::-1]
     fig = Figure(figsize=(6.0, 1.0 + 0.35 * max(1, len(ordered))), layout="constrained")
     axis = fig.add_subplot(1, 1, 1)
