@@ -19,7 +19,8 @@ import pandas as pd
 import pytest
 
 import dlstructured
-from dlstructured.cli import _one_line, _out_of_memory, main
+from dlstructured.cli import _one_line, main
+from dlstructured.errors import is_out_of_memory
 from dlstructured.models.builders import MAX_PARAMETERS
 from dlstructured.run import positive_label_of
 from dlstructured.tasks import as_metric_objects
@@ -406,9 +407,9 @@ def test_train_refuses_a_wide_layer_whose_batch_cannot_fit_in_memory(capsys, tmp
 
 
 def test_out_of_memory_errors_are_recognised():
-    assert _out_of_memory(MemoryError())
-    assert _out_of_memory(RuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 114 GB"))
-    assert not _out_of_memory(RuntimeError("shapes do not match"))
+    assert is_out_of_memory(MemoryError())
+    assert is_out_of_memory(RuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 114 GB"))
+    assert not is_out_of_memory(RuntimeError("shapes do not match"))
 
 
 def test_numbers_in_messages_print_plainly(capsys, tmp_path):

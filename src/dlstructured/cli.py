@@ -1,20 +1,16 @@
-"""The ``dlstructured`` command line: train, predict, evaluate and demo.
+"""The ``dlstructured`` command line: train, predict, evaluate, explain and demo.
 
-A thin shell over the library: ``dlstructured train DATA --target COL`` turns its flags into a
-``dlstructured.RunConfig`` (each flag is the field of the same name, ``--hidden-units`` is
-``hidden_units``; the flags of 0.1.0, such as ``--hidden`` and ``--dropout``, stay as aliases) and
-calls ``dlstructured.fit_table``, which reads, prepares, builds, trains and writes the output
-folder. What only a process has lives here: the choice of the Keras backend before Keras is
-imported (``--backend``, JAX by default; with JAX TensorFlow is never imported), signals, the
-console and exit codes.
+A thin shell over the library: ``train`` turns its flags into a ``dlstructured.RunConfig`` (each
+flag is the field of the same name; 0.1.0's ``--hidden`` and ``--dropout`` stay as aliases) and
+calls ``dlstructured.fit_table``. What only a process has lives here: the Keras backend, chosen
+before Keras is imported (``--backend``, JAX by default, which never imports TensorFlow),
+signals, the console and exit codes.
 
-Errors in the input print one line that says what is wrong and how to fix it (the library's
-advice phrased as flags), and exit with status 2 (``--debug`` shows the traceback); the library's
-notices about the data print one line each on standard error (``--quiet`` hides them). SIGTERM
-is turned into ``KeyboardInterrupt`` while the command runs, so Ctrl-C and ``kill`` both end
-training cleanly at the end of the current epoch (a second signal stops at once): what was
-trained so far is written, and the exit status is 130. A diverged run writes what it has,
-prints advice and exits with status 1.
+Bad input prints one line saying what is wrong and how to fix it, exit status 2 (``--debug``
+shows the traceback); data notices print one line each on standard error (``--quiet`` hides
+them). Ctrl-C and SIGTERM end training at the end of the current epoch (a second signal stops at
+once), write what was trained so far and exit with 130. A diverged run writes what it has,
+prints advice and exits with 1.
 """
 
 from __future__ import annotations
@@ -30,12 +26,18 @@ import sys
 import threading
 import traceback
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from dlstructured.config import KIND_CHOICES, MODEL_CHOICES, TASK_CHOICES, RunConfig
-from dlstructured.errors import DataWarning, DLStructuredError, message_for_command_line
+from dlstructured import __version__
+from dlstructured.config import MODEL_CHOICES, TASK_CHOICES, RunConfig, field_from_text
+from dlstructured.errors import (
+    DataWarning,
+    DLStructuredError,
+    is_out_of_memory,
+    message_for_command_line,
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -47,7 +49,7 @@ BACKENDS = ("jax", "tensorflow")
 DEFAULT_BACKEND = "jax"
 PROG = "dlstructured"
 DEFAULTS = RunConfig()  # the defaults of `dlstructured train` (measured in docs/cli.md)
-CONFIG_FIELDS = tuple(item.name for item in dataclasses.fields(RunConfig))
+_CONFIG_FIELDS = {item.name for item in dataclasses.fields(RunConfig)}
 
 
 class UsageError(Exception):
@@ -66,94 +68,67 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
-def _field(name: str, parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    """An argparse type that parses a flag's text and checks it as the RunConfig field ``name``."""
+def _field(name: str) -> Any:
+    """An argparse type that reads a flag's text as the RunConfig field ``name``, checked."""
 
     def convert(text: str) -> Any:
         try:
-            value = parse(text)
-            RunConfig(**{name: value})
+            return field_from_text(name, text)
         except (ValueError, TypeError) as error:
             raise argparse.ArgumentTypeError(f"{_one_line(error)} (got {text!r})") from None
-        return value
 
     convert.__name__ = name  # argparse names the type in its own messages
     return convert
 
 
-def _list(text: str) -> tuple[str, ...]:
-    names = tuple(part.strip() for part in text.split(","))
-    if not all(names):
-        raise ValueError("expected comma-separated names such as a,b")
-    return names
-
-
-def _units(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in _list(text))
-
-
-def _metric_names(text: str) -> tuple[str, ...]:
-    return () if text.strip().lower() == "none" else _list(text)
-
-
-def _kinds(text: str) -> dict[str, str]:
-    kinds = {}
-    for part in text.split(","):
-        column, equals, kind = part.partition("=")
-        if not equals or not column.strip():
-            raise ValueError(f"expected COL=KIND[,COL=KIND...] with KIND one of "
-                             f"{', '.join(KIND_CHOICES)}")
-        kinds[column.strip()] = kind.strip().lower()
-    return kinds
-
-
-# flag, aliases, field parser (None: a switch), metavar, help. The defaults are RunConfig's.
-_RUN_FLAGS: dict[str, list[tuple[str, tuple[str, ...], Any, str | None, str]]] = {
+# title: (flag, aliases, metavar, help) per RunConfig field; the defaults are RunConfig's and
+# a field whose default is False is a switch.
+_RUN_FLAGS: dict[str, list[tuple[str, tuple[str, ...], str | None, str]]] = {
     "columns": [
-        ("kinds", (), _kinds, "COL=KIND", "override inferred column kinds, comma-separated "
-         "COL=KIND with KIND one of numeric, categorical, datetime, ignore (e.g. "
+        ("kinds", (), "COL=KIND", "override inferred column kinds, comma-separated COL=KIND "
+         "with KIND one of numeric, categorical, datetime, ignore (e.g. "
          "zip=categorical,id=ignore)"),
-        ("drop", (), _list, "COL", "comma-separated columns to leave out"),
-        ("positive_label", (), str, "LABEL", "binary target: the label that becomes 1 (matched "
-         "as text, so 1, 1.0 and true also name the numeric or boolean label)"),
+        ("drop", (), "COL", "comma-separated columns to leave out"),
+        ("positive_label", (), "LABEL", "binary target: the label that becomes 1 (matched as "
+         "text, so 1, 1.0 and true also name the numeric or boolean label)"),
     ],
     "model": [
-        ("task", (), str, "{" + ",".join(TASK_CHOICES) + "}", "task (default: inferred from "
-         "the target)"),
-        ("model", (), str, "{" + ",".join(MODEL_CHOICES) + "}", "auto: the strong default, "
-         "an ensemble of MLPs with its own recipe; dense: the course's recipe (ReLU layers, "
-         "Adam 0.001, min-max scaling); linear: no hidden layer (default: auto)"),
-        ("hidden_units", ("--hidden",), _units, "UNITS", "hidden layer widths (default: "
-         "256,256,256 for auto, 512,512,512 for dense)"),
-        ("activation", (), str, None, "Keras activation of the hidden layers: relu, elu, "
-         "selu, gelu, swish ... (default: selu for auto, relu for dense)"),
-        ("members", (), int, "K", "ensemble members of --model auto (default: 8)"),
-        ("dropout_rate", ("--dropout",), float, "RATE", "dropout rate after each hidden "
-         "layer, in [0, 1) (default: 0)"),
-        ("batch_norm", (), None, None, "batch-normalize each hidden layer"),
-        ("input_batch_norm", (), None, None, "batch-normalize the inputs first"),
+        ("task", (), "{" + ",".join(TASK_CHOICES) + "}", "task (default: inferred from the "
+         "target)"),
+        ("model", (), "{" + ",".join(MODEL_CHOICES) + "}", "auto: the strong default, an "
+         "ensemble of MLPs with its own recipe; dense: the course's recipe (ReLU layers, Adam "
+         "0.001, min-max scaling); linear: no hidden layer (default: auto)"),
+        ("hidden_units", ("--hidden",), "UNITS", "hidden layer widths (default: 256,256,256 "
+         "for auto, 512,512,512 for dense)"),
+        ("activation", (), None, "Keras activation of the hidden layers: relu, elu, selu, gelu, "
+         "swish ... (default: selu for auto, relu for dense)"),
+        ("members", (), "K", "ensemble members of --model auto (default: 8)"),
+        ("dropout_rate", ("--dropout",), "RATE", "dropout rate after each hidden layer, in "
+         "[0, 1) (default: 0)"),
+        ("batch_norm", (), None, "batch-normalize each hidden layer (dense)"),
+        ("input_batch_norm", (), None, "batch-normalize the inputs first (dense)"),
     ],
     "training": [
-        ("epochs", (), int, None, "most epochs (default: 200 for dense; for auto about 1,200 "
-         "steps, 16 to 128 epochs)"),
-        ("batch_size", (), int, None, "rows per gradient step (default: 256; for auto 256 to "
-         "1024 by table size)"),
-        ("learning_rate", (), float, "RATE", "Adam's (peak) learning rate, in (0, 10] "
-         "(default: 0.001 for dense; 0.06 or 0.04 for auto, whose layers scale it down)"),
-        ("metrics", (), _metric_names, "NAMES", "metrics besides the loss, comma-separated "
-         "Keras names such as binary_accuracy,auc or mae, or none (default: the task's: mae; "
-         "binary_accuracy,auc; accuracy); AUC costs a share of every step"),
-        ("patience", (), int, None, "epochs without improvement of the "
-         "validation loss before stopping; 0 turns early stopping off (default: 20 for "
-         "dense; auto runs its budget and keeps the best epoch)"),
+        ("epochs", (), None, "most epochs (default: 200 for dense; for auto about 1,200 steps, "
+         "16 to 128 epochs)"),
+        ("batch_size", (), None, "rows per gradient step (default: 256; for auto 256 to 1024 "
+         "by table size)"),
+        ("learning_rate", (), "RATE", "Adam's (peak) learning rate, in (0, 10] (default: 0.001 "
+         "for dense; 0.06 or 0.04 for auto, whose layers scale it down)"),
+        ("metrics", (), "NAMES", "metrics besides the loss, comma-separated Keras names such as "
+         "binary_accuracy,auc or mae, or none (default: the task's: mae; binary_accuracy,auc; "
+         "accuracy); AUC costs a share of every step"),
+        ("patience", (), None, "epochs without improvement of the validation loss before "
+         "stopping; 0 turns early stopping off (default: 20 for dense; auto runs its budget "
+         "and keeps the best epoch)"),
     ],
     "validation split": [
-        ("valid_fraction", (), float, "F", "fraction of rows held out for validation, in "
-         "[0, 1); 0 trains on all rows (default: 0.3 for dense; 0.2 for auto, which then "
-         "refits on every row)"),
-        ("stratify", (), None, None, "keep the class proportions in both parts"),
-        ("group_by", (), str, "COL", "keep all rows with the same value of COL in one part"),
-        ("seed", (), int, None, "seed of the split, the weights and the shuffling (default: 0)"),
+        ("valid_fraction", (), "F", "fraction of rows held out for validation, in [0, 1); 0 "
+         "trains on all rows (default: 0.3 for dense; 0.2 for auto, which then refits on "
+         "every row)"),
+        ("stratify", (), None, "keep the class proportions in both parts"),
+        ("group_by", (), "COL", "keep all rows with the same value of COL in one part"),
+        ("seed", (), None, "seed of the split, the weights and the shuffling (default: 0)"),
     ],
 }
 
@@ -161,12 +136,12 @@ _RUN_FLAGS: dict[str, list[tuple[str, tuple[str, ...], Any, str | None, str]]] =
 def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     for title, flags in _RUN_FLAGS.items():
         group = parser.add_argument_group(title)
-        for name, aliases, parse, metavar, text in flags:
+        for name, aliases, metavar, text in flags:
             names = (_flag(name), *aliases)
-            if parse is None:
+            if getattr(DEFAULTS, name) is False:
                 group.add_argument(*names, dest=name, action="store_true", help=text)
             else:
-                group.add_argument(*names, dest=name, type=_field(name, parse),
+                group.add_argument(*names, dest=name, type=_field(name),
                                    default=getattr(DEFAULTS, name), metavar=metavar, help=text)
 
 
@@ -174,8 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``dlstructured`` command.
 
     Returns:
-        An ``argparse.ArgumentParser`` with the subcommands ``train``, ``predict``, ``evaluate``
-        and ``demo``. Its ``error`` method raises ``UsageError`` instead of exiting.
+        An ``argparse.ArgumentParser`` with the subcommands ``train``, ``predict``, ``evaluate``,
+        ``explain`` and ``demo``. Its ``error`` method raises ``UsageError`` instead of exiting.
 
     Example:
 
@@ -193,14 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     reading = _Parser(add_help=False)
     table = reading.add_argument_group("reading the table")
-    table.add_argument("--sep", metavar="SEP", type=_field("sep", str), default=None,
+    table.add_argument("--sep", metavar="SEP", type=_field("sep"), default=None,
                        help="CSV field separator (default: guessed)")
-    table.add_argument("--encoding", metavar="ENC", type=_field("encoding", str), default=None,
+    table.add_argument("--encoding", metavar="ENC", type=_field("encoding"), default=None,
                        help="CSV text encoding (default: utf-8)")
 
     parser = _Parser(prog=PROG, description="Train Keras networks on tabular data (CSV or "
                      "Parquet) and use them.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
@@ -240,35 +215,47 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--target", required=True, metavar="COL", help="column with the labels")
     evaluate.set_defaults(func=_cmd_evaluate)
 
+    explain = commands.add_parser(
+        "explain", parents=[common, reading], help="rank the columns a trained model relies on",
+        description="Shuffle each column of DATA (held-out rows with --target) in turn and write "
+        "how much the model's metric worsens to importance.csv and importance.png in --out.")
+    explain.add_argument("model", metavar="MODEL", help="a .keras file written by `train`")
+    explain.add_argument("data", metavar="DATA", help="CSV or Parquet file of held-out rows")
+    explain.add_argument("--target", required=True, metavar="COL", help="column with the labels")
+    explain.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
+    explain.add_argument("--repeats", type=_repeats, default=5, metavar="N",
+                         help="shuffles per column (default: 5)")
+    explain.add_argument("--seed", type=_field("seed"), default=0, help="seed (default: 0)")
+    explain.set_defaults(func=_cmd_explain)
+
     demo = commands.add_parser(
         "demo", parents=[common], help="train on data scikit-learn ships (no network needed)",
         description="Train the default model on the diabetes table (regression) and the "
         "breast-cancer table (binary), print their metrics and write their learning curves.")
     demo.add_argument("--out", metavar="DIR", default="runs/demo",
                       help="output folder (default: runs/demo)")
-    demo.add_argument("--epochs", type=_field("epochs", int), default=DEFAULTS.epochs,
+    demo.add_argument("--epochs", type=_field("epochs"), default=DEFAULTS.epochs,
                       help="most epochs per model (default: the model's own)")
-    demo.add_argument("--seed", type=_field("seed", int), default=DEFAULTS.seed, help="seed")
+    demo.add_argument("--seed", type=_field("seed"), default=DEFAULTS.seed, help="seed")
     demo.set_defaults(func=_cmd_demo)
     return parser
+
+
+def _repeats(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 (got {text!r})")
+    return int(text)
 
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _version() -> str:
-    from dlstructured import __version__
-
-    return __version__
-
-
 def _given_options(argv: Sequence[str]) -> set[str]:
     """The option names (``dest``) given on the command line, as opposed to left at defaults.
 
-    ``argv`` is parsed again by a fresh parser whose defaults are all ``SUPPRESS``, so only what
-    was written appears. argparse offers no public way to list a parser's actions; its
-    ``_actions`` attribute has been stable since Python 3.2.
+    ``argv`` is parsed again by a parser whose defaults are all ``SUPPRESS``, so only what was
+    written appears (argparse's ``_actions``, not public, has been stable since Python 3.2).
     """
     parser = build_parser()
     parsers = [parser]
@@ -287,36 +274,24 @@ def _given_options(argv: Sequence[str]) -> set[str]:
 # --------------------------------------------------------------------------------------------
 
 
-class _KeepTensorFlowOut(importlib.abc.MetaPathFinder):
-    """Refuse to import TensorFlow, so a JAX run never loads it.
-
-    Keras 3 imports TensorFlow whenever it is installed and a model is saved (it checks for
-    TensorFlow types while serializing), even on the JAX backend, which costs seconds and memory.
-    With TensorFlow refused, Keras treats it as absent and saves the same file.
-    """
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if name == "tensorflow" or name.startswith("tensorflow."):
-            raise ModuleNotFoundError(
-                f"dlstructured's command line runs Keras on JAX and does not load TensorFlow "
-                f"(import of {name!r} refused); use --backend tensorflow to run on it",
-                name=name,
-            )
-        return None
-
-
 class _RefuseModules(importlib.abc.MetaPathFinder):
-    """Refuse to import the given top-level packages (and their submodules)."""
+    """Refuse to import the given top-level packages (and their submodules), saying ``why``."""
 
-    def __init__(self, names: Sequence[str]) -> None:
-        self.names = tuple(names)
+    def __init__(self, names: Sequence[str], why: str) -> None:
+        self.names, self.why = tuple(names), why
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
         if name.split(".", 1)[0] in self.names:
-            raise ModuleNotFoundError(f"{name!r} is not imported while Keras loads", name=name)
+            raise ModuleNotFoundError(self.why.format(name=name), name=name)
         return None
 
 
+# Keras 3 imports TensorFlow whenever it is installed and a model is saved (it checks for
+# TensorFlow types while serializing), even on JAX, which costs seconds and memory. With
+# TensorFlow refused, Keras treats it as absent and saves the same file.
+_KEEP_TENSORFLOW_OUT = ("dlstructured's command line runs Keras on JAX and does not load "
+                        "TensorFlow (import of {name!r} refused); use --backend tensorflow to "
+                        "run on it")
 # Keras imports these on start-up when they are installed, for its scikit-learn wrappers and an
 # image-gallery plot, neither of which the command line uses: about 2 s of a command's start.
 _KERAS_EXTRAS = ("sklearn", "matplotlib")
@@ -331,7 +306,8 @@ def _import_keras_without_extras() -> None:
     """
     if "keras" in sys.modules:
         return
-    finder = _RefuseModules([name for name in _KERAS_EXTRAS if name not in sys.modules])
+    finder = _RefuseModules([name for name in _KERAS_EXTRAS if name not in sys.modules],
+                            "{name!r} is not imported while Keras loads")
     sys.meta_path.insert(0, finder)
     try:
         import keras  # noqa: F401
@@ -345,7 +321,7 @@ def _keras_backend(requested: str | None, *, hide_extras: bool = False) -> Itera
 
     The environment variable is restored afterwards, so calling ``main`` inside another
     program leaves that program's environment as it was. On JAX, TensorFlow imports are refused
-    while the command runs (see ``_KeepTensorFlowOut``). With ``hide_extras`` (only when the
+    while the command runs (see ``_KEEP_TENSORFLOW_OUT``). With ``hide_extras`` (only when the
     command is the whole process: Keras keeps what it saw at import for the rest of the process),
     Keras is imported without its optional extras (see ``_import_keras_without_extras``).
     """
@@ -368,7 +344,7 @@ def _keras_backend(requested: str | None, *, hide_extras: bool = False) -> Itera
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"  # keep TensorFlow's C++ start-up chatter quiet
     blocker = None
     if name == "jax" and "tensorflow" not in sys.modules:
-        blocker = _KeepTensorFlowOut()
+        blocker = _RefuseModules(["tensorflow"], _KEEP_TENSORFLOW_OUT)
         sys.meta_path.insert(0, blocker)
     try:
         if hide_extras:
@@ -595,25 +571,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if message is not None:
             console.error(message)
             return EXIT_USAGE
-        if _out_of_memory(error):
-            console.error(
-                f"ran out of memory ({type(error).__name__}): the model or a batch does not fit; "
-                "give smaller --hidden-units widths or a smaller --batch-size"
-            )
+        if is_out_of_memory(error):
+            console.error(f"ran out of memory ({type(error).__name__}): the model or a batch does "
+                          "not fit; give smaller --hidden-units widths or a smaller --batch-size")
             return EXIT_FAILED
-        console.error(
-            f"unexpected {type(error).__name__}: {error} (run again with --debug for the "
-            "traceback, and please report it)"
-        )
+        console.error(f"unexpected {type(error).__name__}: {error} (run again with --debug for "
+                      "the traceback, and please report it)")
         return EXIT_FAILED
-
-
-def _out_of_memory(error: BaseException) -> bool:
-    """Whether ``error`` says that memory ran out (host, or the backend's device memory)."""
-    if isinstance(error, MemoryError):
-        return True
-    text = str(error)
-    return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "OOM when" in text
 
 
 # --------------------------------------------------------------------------------------------
@@ -629,9 +593,9 @@ def _train_config(args: argparse.Namespace, given: set[str]) -> tuple[Any, ...]:
     """(data, target, output folder, RunConfig, backend) of ``train``; resuming, the run's
     config with the flags given applied (the library refuses those that conflict with the run),
     on the run's backend unless ``--backend`` is given."""
-    from dlstructured.run import read_run_record, same_file
+    from dlstructured.run import default_out, read_run_record, same_file
 
-    changes = {name: getattr(args, name) for name in given & set(CONFIG_FIELDS)}
+    changes = {name: getattr(args, name) for name in given & _CONFIG_FIELDS}
     if args.resume is not None:
         out = Path(args.resume)
         if args.out is not None and not same_file(args.out, out):
@@ -648,15 +612,8 @@ def _train_config(args: argparse.Namespace, given: set[str]) -> tuple[Any, ...]:
         raise UsageError(
             f"--model linear has no hidden layer, so {' and '.join(unused)} would do nothing; "
             f"leave {'them' if len(unused) > 1 else 'it'} out, or use --model dense")
-    out = Path(args.out) if args.out else Path("runs") / _stem(args.data)
+    out = Path(args.out) if args.out else default_out(args.data)
     return args.data, args.target, out, RunConfig(**changes), args.backend
-
-
-def _stem(path: str) -> str:
-    name = Path(path).name
-    for suffix in (".gz", ".bz2", ".zip", ".xz"):
-        name = name.removesuffix(suffix)
-    return Path(name).stem or "run"
 
 
 def _cmd_train(args: argparse.Namespace, console: _Console) -> int:
@@ -683,7 +640,7 @@ def _fit(data: Any, target: Any, config: RunConfig, *, out: Path, resume: bool,
             run = fit_table(data, target, config, out=out, resume=resume, callbacks=[check],
                             verbose=0 if console.quiet else 1)
     result = run.result
-    console.result(_metrics_table(result))
+    console.result(run.metrics_table())
     console.result(f"wrote {', '.join(OUTPUT_FILES)} to {out}")
     if result.diverged:
         console.error(
@@ -696,27 +653,6 @@ def _fit(data: Any, target: Any, config: RunConfig, *, out: Path, resume: bool,
         console.error(f"interrupted after {result.epochs_run} epochs; wrote the model so far")
         return EXIT_INTERRUPTED
     return EXIT_OK
-
-
-def _metrics_table(result: Any) -> str:
-    best, final = dict(result.best_metrics), dict(result.final_metrics)
-    names = list(dict.fromkeys([*final, *best]))
-    best_head = f"best (epoch {result.best_epoch})"
-    final_head = f"final (epoch {result.epochs_run})"
-    width = max([len("metric"), *(len(n) for n in names)])
-    lines = [f"{'metric':<{width}}  {best_head:>16}  {final_head:>16}"]
-    for name in names:
-        lines.append(f"{name:<{width}}  {_fmt(best.get(name)):>16}  {_fmt(final.get(name)):>16}")
-    return "\n".join(lines)
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    try:
-        return f"{float(value):.4f}"
-    except (TypeError, ValueError):
-        return str(value)
 
 
 def _cmd_predict(args: argparse.Namespace, console: _Console) -> int:
@@ -737,30 +673,40 @@ def _cmd_predict(args: argparse.Namespace, console: _Console) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace, console: _Console) -> int:
-    from dlstructured.run import read_data, require_column
+    from dlstructured.run import evaluate_on, format_number, read_data, require_column
 
     frame = read_data(args.data, sep=args.sep, encoding=args.encoding)
     require_column(frame, repr(args.data), "target", args.target)
     with _keras_backend(args.backend, hide_extras=args.whole_process):
         from dlstructured.run import load_run_model
 
-        model = load_run_model(args.model)
-        trained_on = getattr(model, "target", None)
-        renamed = isinstance(trained_on, str) and trained_on != args.target
-        if renamed:
-            # The model reads the labels under the name it was trained with.
-            frame = frame.drop(columns=trained_on, errors="ignore")
-            frame = frame.rename(columns={args.target: trained_on})
-        try:
-            metrics = model.evaluate(frame)
-        except (ValueError, TypeError, KeyError) as error:
-            if not renamed:
-                raise
-            message = _one_line(error).replace(repr(trained_on), repr(args.target))
-            raise UsageError(f"{message} (--target {args.target!r} is read as the model's "
-                             f"target {trained_on!r})") from error
+        metrics = evaluate_on(load_run_model(args.model), frame, args.target)
     width = max((len(name) for name in metrics), default=6)
-    print("\n".join(f"{name:<{width}}  {_fmt(value)}" for name, value in metrics.items()))
+    print("\n".join(f"{name:<{width}}  {format_number(value)}" for name, value in metrics.items()))
+    return EXIT_OK
+
+
+def _cmd_explain(args: argparse.Namespace, console: _Console) -> int:
+    from dlstructured.explain import CHART_FILE, IMPORTANCE_FILE, write_importance
+    from dlstructured.run import read_data, refuse_inputs, require_column
+
+    out = Path(args.out)
+    for name in (IMPORTANCE_FILE, CHART_FILE):
+        refuse_inputs(out / name, advice="give another --out folder", model=args.model,
+                      data=args.data)
+    frame = read_data(args.data, sep=args.sep, encoding=args.encoding)
+    require_column(frame, repr(args.data), "target", args.target)
+    with _keras_backend(args.backend, hide_extras=args.whole_process):
+        from dlstructured.run import load_run_model
+
+        importance = load_run_model(args.model).feature_importance(
+            frame, args.target, n_repeats=args.repeats, random_state=args.seed)
+    title = f"{Path(args.model).name} on {Path(args.data).name}"
+    written = write_importance(importance, out, title=title)
+    console.result(importance.to_string(float_format="{:.4f}".format))
+    console.result(f"unshuffled {importance.attrs['metric']}: "
+                   f"{importance.attrs['baseline']:.4f} on {len(frame)} rows")
+    console.result(f"wrote {', '.join(path.name for path in written)} to {out}")
     return EXIT_OK
 
 

@@ -343,3 +343,62 @@ class RunConfig:
 
     def __hash__(self) -> int:
         return hash(json.dumps(self.to_dict(), sort_keys=True, default=repr))
+
+
+def _names_from_text(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(","))
+    if not all(names):
+        raise ValueError("expected comma-separated names such as a,b")
+    return names
+
+
+def _kinds_from_text(text: str) -> dict[str, str]:
+    kinds = {}
+    for part in text.split(","):
+        column, equals, kind = part.partition("=")
+        if not equals or not column.strip():
+            raise ValueError(f"expected COL=KIND[,COL=KIND...] with KIND one of "
+                             f"{', '.join(KIND_CHOICES)}")
+        kinds[column.strip()] = kind.strip().lower()
+    return kinds
+
+
+# How a field is written as text, where it is not a plain int, float or string.
+_FROM_TEXT: dict[str, Any] = {
+    "hidden_units": lambda text: tuple(int(part) for part in _names_from_text(text)),
+    "metrics": lambda text: () if text.strip().lower() == "none" else _names_from_text(text),
+    "kinds": _kinds_from_text,
+    "drop": _names_from_text,
+}
+
+
+def field_from_text(name: str, text: str) -> Any:
+    """Read the value of the ``RunConfig`` field ``name`` from text, as a flag writes it.
+
+    Lists are comma-separated (``hidden_units="64,64"``), ``kinds`` is ``COL=KIND[,...]`` and
+    ``metrics="none"`` means no metrics. The value is checked as ``RunConfig`` checks the field.
+
+    Args:
+        name: A ``RunConfig`` field that takes a value (not a switch such as ``batch_norm``).
+        text: The value as text.
+
+    Returns:
+        The value, of the field's type.
+
+    Raises:
+        ValueError: If the text cannot be read, or the value is bad for the field.
+        TypeError: If the value has the wrong type for the field.
+
+    Example:
+
+    >>> from dlstructured.config import field_from_text
+    >>> field_from_text("hidden_units", "64, 32"), field_from_text("learning_rate", "3e-4")
+    ((64, 32), 0.0003)
+    """
+    types = {item.name: str(item.type) for item in dataclasses.fields(RunConfig)}
+    check_choice("name", name, list(types))
+    plain = {"int": int, "float": float}.get(types[name].split(" ")[0], str)
+    parse = _FROM_TEXT.get(name) or plain
+    value = parse(text)
+    RunConfig(**{name: value})
+    return value

@@ -97,3 +97,11 @@ class SmallTrainingPartWarning(DataWarning):
 class ColumnNamesWarning(DataWarning):
     """A file has duplicate or empty column names, which pandas renamed (``a.1``, ``Unnamed: 3``).
     """
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` says that memory ran out (host, or the backend's device memory)."""
+    if isinstance(error, MemoryError):
+        return True
+    text = str(error)
+    return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "OOM when" in text

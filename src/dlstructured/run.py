@@ -36,7 +36,13 @@ import pandas as pd
 
 from dlstructured import _io
 from dlstructured.config import RunConfig
-from dlstructured.errors import DataError, DataWarning, ModelFileError, RunError
+from dlstructured.errors import (
+    DataError,
+    DataWarning,
+    ModelFileError,
+    RunError,
+    message_for_command_line,
+)
 from dlstructured.recipes import Recipe, resolve
 
 RUN_FILE = "run.json"
@@ -522,6 +528,19 @@ class Run:
             "final": dict(result.final_metrics),
         })
 
+    def metrics_table(self) -> str:
+        """The best and the final metrics as a text table, one row per metric."""
+        result = self.result
+        best, final = dict(result.best_metrics), dict(result.final_metrics)
+        names = list(dict.fromkeys([*final, *best]))
+        width = max([len("metric"), *(len(name) for name in names)])
+        heads = f"best (epoch {result.best_epoch})", f"final (epoch {result.epochs_run})"
+        lines = [f"{'metric':<{width}}  {heads[0]:>16}  {heads[1]:>16}"]
+        for name in names:
+            shown = format_number(best.get(name)), format_number(final.get(name))
+            lines.append(f"{name:<{width}}  {shown[0]:>16}  {shown[1]:>16}")
+        return "\n".join(lines)
+
     def record(self) -> RunRecord:
         """What ``run.json`` records of this run."""
         return RunRecord(data=self.data, target=self.target, backend=self.backend,
@@ -903,9 +922,54 @@ def prediction_frame(model: Any, frame: pd.DataFrame, *, proba: bool = False) ->
     return predictions
 
 
-def refuse_inputs(path: str | os.PathLike | None, **inputs: str | os.PathLike) -> None:
+def default_out(data: str | os.PathLike) -> Path:
+    """The output folder of a run on the file ``data``: ``runs/<its name without suffixes>``."""
+    name = Path(data).name
+    for suffix in (".gz", ".bz2", ".zip", ".xz"):
+        name = name.removesuffix(suffix)
+    return Path("runs") / (Path(name).stem or "run")
+
+
+def format_number(value: Any) -> str:
+    """A metric as a table shows it: four decimals, ``-`` for none."""
+    if value is None:
+        return "-"
+    try:
+        return f"{float(value):.4f}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def evaluate_on(model: Any, frame: pd.DataFrame, target: Any) -> dict[str, float]:
+    """The model's metrics on ``frame``, whose labels are in the column ``target``, which may
+    be named differently from the column the model was trained on.
+
+    Raises:
+        DataError: If the frame cannot be evaluated once the labels are renamed; the message
+            names ``target``.
+    """
+    trained_on = getattr(model, "target", None)
+    if not isinstance(trained_on, str) or trained_on == target:
+        return model.evaluate(frame)
+    # The model reads the labels under the name it was trained with.
+    frame = frame.drop(columns=trained_on, errors="ignore").rename(columns={target: trained_on})
+    try:
+        return model.evaluate(frame)
+    except (ValueError, TypeError, KeyError) as error:
+        def renamed(text: str) -> str:
+            return text.replace(repr(trained_on), repr(target))
+
+        why = f"{target!r} is read as the model's target {trained_on!r}"
+        raise DataError(f"{renamed(str(error))} (`target` {why})",
+                        cli_message=f"{renamed(message_for_command_line(error))} (--target {why})"
+                        ) from error
+
+
+def refuse_inputs(path: str | os.PathLike | None, *,
+                  advice: str = "give another file name such as predictions.csv",
+                  **inputs: str | os.PathLike) -> None:
     """Refuse an output ``path`` that is one of the ``inputs`` (``model=..., data=...``), through
-    links too.
+    links too, with ``advice`` on what to give instead.
 
     Raises:
         RunError: If ``path`` names one of the inputs.
@@ -913,7 +977,7 @@ def refuse_inputs(path: str | os.PathLike | None, **inputs: str | os.PathLike) -
     for what, given in inputs.items():
         if path is not None and same_file(path, given):
             message = (f"{{}} {str(path)!r} is the {what} file {str(given)!r}, which writing "
-                       "would replace; give another file name such as predictions.csv")
+                       f"would replace; {advice}")
             raise RunError(message.format("`path`"), cli_message=message.format("--out"))
 
 

@@ -322,6 +322,26 @@ class TabularModel(keras.Model):
         _, outputs = self._outputs(frame, batch_size)
         return _metrics(self.task, truth, outputs, self)
 
+    def feature_importance(
+        self,
+        frame: pd.DataFrame,
+        y: Any = None,
+        *,
+        n_repeats: int = 5,
+        random_state: Any = None,
+        metric: str | None = None,
+    ) -> pd.DataFrame:
+        """Permutation importance of each raw column, on held-out rows, in the task's metric.
+
+        See [`feature_importance`][dlstructured.explain.feature_importance] for the arguments,
+        the result (a DataFrame of ``importance_mean`` and ``importance_std`` per column, most
+        important first) and the errors.
+        """
+        from dlstructured.explain import feature_importance
+
+        return feature_importance(self, frame, y, n_repeats=n_repeats,
+                                  random_state=random_state, metric=metric)
+
     def save(self, filepath: str | os.PathLike, overwrite: bool = True, **kwargs) -> None:
         """Save to one ``.keras`` file, atomically: a crash never leaves a broken file.
 
