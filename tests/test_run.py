@@ -165,7 +165,9 @@ def test_resume_run_reads_a_0_1_0_folder_and_warns_it_cannot_check_the_data(tmp_
     out = copy_of_the_0_1_0_run(tmp_path)
     with expect_warning(DataWarning, "holds no fingerprint"):
         run = resume_run(out)
-    assert run.config == RunConfig(model="dense", hidden_units=(8,), epochs=10, patience=0)
+    assert run.config == RunConfig(model="dense", hidden_units=(8,), epochs=10, patience=0,
+                                   activation="relu", batch_size=256, learning_rate=0.001,
+                                   valid_fraction=0.3)
     assert run.result.epochs_run == 10
 
 

@@ -659,7 +659,7 @@ def fit_table(
     >>> table = pd.DataFrame({"x": x, "y": 3 * x + 2})
     >>> run = fit_table(table, "y", RunConfig(hidden_units=(8,), epochs=2, patience=0))
     >>> run.task, run.result.epochs_run, run.rows
-    ('regression', 2, {'train': 28, 'valid': 12})
+    ('regression', 2, {'train': 32, 'valid': 8})
     """
     import keras
 
