@@ -46,12 +46,20 @@ def _frame(rng, rows=120):
 
 def test_builder_layer_names_parameter_count_and_uncompiled():
     f, h1, h2, k = 8, 16, 12, 4
-    model = dl.ensemble_mlp(f, hidden_units=(h1, h2), members=k, seed=0)
+    model = dl.ensemble_mlp(f, hidden_units=(h1, h2), members=k, periodic_embedding=False,
+                            seed=0)
     assert [layer.name for layer in model.layers] == [
         "features", "feature_scale", "member_adapter", "block_1_dense", "block_2_dense", "output",
     ]
     expected = f + k * f + (f * h1 + h1) + (h1 * h2 + h2) + k * (h2 * 1 + 1)
     assert model.count_params() == expected
+    # The periodic embedding: per feature 16 frequencies and phases, a 16x3 mixing map and 3
+    # biases; each feature then reaches the rest as 1 + 3 numbers.
+    periodic = dl.ensemble_mlp(f, hidden_units=(h1, h2), members=k, seed=0)
+    assert [layer.name for layer in periodic.layers][1] == "periodic_embedding"
+    e = 4 * f
+    assert periodic.count_params() == (f * (16 + 16 + 16 * 3 + 3) + e + k * e + (e * h1 + h1)
+                                       + (h1 * h2 + h2) + k * (h2 + 1))
     assert model.output_shape == (None, k, 1)
     assert not model.compiled
 

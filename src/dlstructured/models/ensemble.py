@@ -13,7 +13,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from dlstructured._checks import check_int, check_optional_seed, check_rate, check_units_sequence
+from dlstructured._checks import (
+    check_bool,
+    check_int,
+    check_optional_seed,
+    check_rate,
+    check_units_sequence,
+)
 from dlstructured.models.builders import _features, _finish, _layer_seeds, _resolve_inputs
 from dlstructured.tasks import TASKS, get_task
 
@@ -30,13 +36,15 @@ def ensemble_mlp(
     members: int = DEFAULT_MEMBERS,
     activation: Any = "selu",
     dropout_rate: float = 0.0,
+    periodic_embedding: bool = True,
     seed: int | None = None,
     name: str = "ensemble_mlp",
 ) -> Any:
     """Build an ensemble of ``members`` MLPs that share their hidden layers (TabM-mini).
 
     Layers are named ``features``, ``category_embedding`` (when the data has embedded columns),
-    ``feature_scale``, ``member_adapter``, ``block_{i}_dense``, ``block_{i}_dropout`` and
+    ``periodic_embedding`` (when ``periodic_embedding`` is on), ``feature_scale``,
+    ``member_adapter``, ``block_{i}_dense``, ``block_{i}_dropout`` and
     ``output``. The network's output has shape ``(batch, members, units)``: one prediction per
     member. Train it with ``dlstructured.train``, which averages the members' losses; its
     metrics and ``TabularModel.predict`` use the members' mean prediction.
@@ -53,6 +61,9 @@ def ensemble_mlp(
         activation: Keras activation of the hidden layers. Defaults to ``"selu"``.
         dropout_rate: Dropout after each hidden layer; ``0`` adds no ``Dropout`` layer.
             Defaults to ``0.0``.
+        periodic_embedding: Describe each input feature by learned waves beside its value
+            (``PeriodicEmbedding``, 16 frequencies mixed into 3 numbers) before the scaling.
+            Defaults to ``True``.
         seed: Seed of every initializer and dropout mask. Defaults to ``None`` (unseeded).
         name: Name of the model. Defaults to ``"ensemble_mlp"``.
 
@@ -67,7 +78,8 @@ def ensemble_mlp(
     Example:
 
     >>> from dlstructured import ensemble_mlp
-    >>> model = ensemble_mlp(8, hidden_units=(16, 16), members=4, seed=0)
+    >>> model = ensemble_mlp(8, hidden_units=(16, 16), members=4, periodic_embedding=False,
+    ...                      seed=0)
     >>> model.output_shape
     (None, 4, 1)
     >>> model.count_params()  # 8 + 4*8 + (8*16+16) + (16*16+16) + 4*(16+1)
@@ -80,6 +92,7 @@ def ensemble_mlp(
         MemberAdapter,
         MemberHeads,
         NTKDense,
+        PeriodicEmbedding,
     )
 
     is_data = hasattr(inputs, "num_features") and hasattr(inputs, "preprocessor")
@@ -105,8 +118,12 @@ def ensemble_mlp(
         else:
             output_units = check_int("num_classes", num_classes, minimum=2)
 
+    check_bool("periodic_embedding", periodic_embedding)
     seeds = _layer_seeds(seed, 2 * len(hidden_units) + 2)
     model_inputs, x = _features(num_features, data, seeds[-1])
+    if periodic_embedding:  # its seed comes after the others, which stay as they were
+        periodic_seed = _layer_seeds(seed, len(seeds) + 1)[-1]
+        x = PeriodicEmbedding(seed=periodic_seed, name="periodic_embedding")(x)
     x = FeatureScale(rate_factor=6.0, name="feature_scale")(x)
     x = MemberAdapter(members, seed=seeds[-2], name="member_adapter")(x)
     for index, units in enumerate(hidden_units, start=1):

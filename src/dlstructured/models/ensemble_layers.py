@@ -88,6 +88,74 @@ class FeatureScale(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class PeriodicEmbedding(keras.layers.Layer):
+    """Describe each feature by waves of learned frequencies, beside its own value.
+
+    For each feature ``x_j`` the layer computes ``cos(2 pi (w_jk x_j + b_jk))`` for
+    ``frequencies`` learned frequencies ``w_jk`` and phases ``b_jk``, mixes those waves into
+    ``units`` numbers with a small linear map of the feature's own, and keeps ``x_j`` itself in
+    front (RealMLP's "PBLD" embedding: periodic, bias, linear, densenet). A wave turns a bump or a
+    threshold in one feature into something the next dense layer can pick out with one weight.
+    Maps ``(batch, features)`` to ``(batch, features * (1 + units))``.
+
+    Args:
+        frequencies: Waves per feature (at least 1). Defaults to ``16``.
+        units: Numbers each feature's waves are mixed into (at least 1). Defaults to ``3``.
+        sigma: Spread of the initial frequencies (normal, mean 0), in cycles per unit of the
+            scaled feature (> 0). Defaults to ``0.1``.
+        seed: Seed of the initial frequencies, phases and mixing weights. Defaults to ``None``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> tuple(PeriodicEmbedding(frequencies=8, units=3, seed=0)(np.ones((2, 5), "float32")).shape)
+    (2, 20)
+    """
+
+    def __init__(self, frequencies: int = 16, units: int = 3, sigma: float = 0.1,
+                 seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.frequencies = check_int("frequencies", frequencies, minimum=1)
+        self.units = check_int("units", units, minimum=1)
+        self.sigma = check_float("sigma", sigma, minimum=0.0, min_inclusive=False)
+        self.seed = seed
+
+    def build(self, input_shape):
+        features = input_shape[-1]
+        seed = self.seed
+        seeds = [None if seed is None else seed + offset for offset in range(3)]
+        self.frequency = self.add_weight(
+            name="frequency", shape=(features, self.frequencies),
+            initializer=keras.initializers.RandomNormal(stddev=self.sigma, seed=seeds[0]),
+        )
+        self.phase = self.add_weight(
+            name="phase", shape=(features, self.frequencies),
+            initializer=keras.initializers.RandomUniform(-0.5, 0.5, seed=seeds[1]),
+        )
+        limit = 1.0 / math.sqrt(self.frequencies)
+        self.mixing = self.add_weight(
+            name="mixing", shape=(features, self.frequencies, self.units),
+            initializer=keras.initializers.RandomUniform(-limit, limit, seed=seeds[2]),
+        )
+        self.mixing_bias = self.add_weight(
+            name="mixing_bias", shape=(features, self.units), initializer="zeros"
+        )
+
+    def call(self, inputs):
+        waves = ops.cos(2.0 * math.pi * (inputs[..., None] * self.frequency + self.phase))
+        mixed = ops.einsum("bfk,fku->bfu", waves, self.mixing) + self.mixing_bias
+        joined = ops.concatenate([inputs[..., None], mixed], axis=-1)
+        return ops.reshape(joined, (-1, joined.shape[1] * (1 + self.units)))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1] * (1 + self.units))
+
+    def get_config(self):
+        return {**super().get_config(), "frequencies": self.frequencies, "units": self.units,
+                "sigma": self.sigma, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class MemberAdapter(keras.layers.Layer):
     """Give each of ``members`` copies of the input a learnable multiplicative adapter.
 
