@@ -103,6 +103,9 @@ class PeriodicEmbedding(keras.layers.Layer):
         units: Numbers each feature's waves are mixed into (at least 1). Defaults to ``3``.
         sigma: Spread of the initial frequencies (normal, mean 0), in cycles per unit of the
             scaled feature (> 0). Defaults to ``0.1``.
+        rate_factor: How fast its weights learn beside the others' (> 0): the weights are
+            stored divided by it and multiplied back in the forward pass, which with Adam scales
+            their steps by it. RealMLP uses 0.1, so the waves change slowly. Defaults to ``0.1``.
         seed: Seed of the initial frequencies, phases and mixing weights. Defaults to ``None``.
 
     Example:
@@ -113,26 +116,31 @@ class PeriodicEmbedding(keras.layers.Layer):
     """
 
     def __init__(self, frequencies: int = 16, units: int = 3, sigma: float = 0.1,
-                 seed: int | None = None, **kwargs):
+                 rate_factor: float = 0.1, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.frequencies = check_int("frequencies", frequencies, minimum=1)
         self.units = check_int("units", units, minimum=1)
         self.sigma = check_float("sigma", sigma, minimum=0.0, min_inclusive=False)
+        self.rate_factor = check_float("rate_factor", rate_factor, minimum=0.0,
+                                       min_inclusive=False)
         self.seed = seed
 
     def build(self, input_shape):
         features = input_shape[-1]
         seed = self.seed
         seeds = [None if seed is None else seed + offset for offset in range(3)]
+        stored = 1.0 / self.rate_factor
         self.frequency = self.add_weight(
             name="frequency", shape=(features, self.frequencies),
-            initializer=keras.initializers.RandomNormal(stddev=self.sigma, seed=seeds[0]),
+            initializer=keras.initializers.RandomNormal(stddev=self.sigma * stored,
+                                                        seed=seeds[0]),
         )
         self.phase = self.add_weight(
             name="phase", shape=(features, self.frequencies),
-            initializer=keras.initializers.RandomUniform(-0.5, 0.5, seed=seeds[1]),
+            initializer=keras.initializers.RandomUniform(-0.5 * stored, 0.5 * stored,
+                                                         seed=seeds[1]),
         )
-        limit = 1.0 / math.sqrt(self.frequencies)
+        limit = stored / math.sqrt(self.frequencies)
         self.mixing = self.add_weight(
             name="mixing", shape=(features, self.frequencies, self.units),
             initializer=keras.initializers.RandomUniform(-limit, limit, seed=seeds[2]),
@@ -142,8 +150,10 @@ class PeriodicEmbedding(keras.layers.Layer):
         )
 
     def call(self, inputs):
-        waves = ops.cos(2.0 * math.pi * (inputs[..., None] * self.frequency + self.phase))
-        mixed = ops.einsum("bfk,fku->bfu", waves, self.mixing) + self.mixing_bias
+        factor = self.rate_factor
+        waves = ops.cos(2.0 * math.pi * factor * (inputs[..., None] * self.frequency
+                                                  + self.phase))
+        mixed = factor * (ops.einsum("bfk,fku->bfu", waves, self.mixing) + self.mixing_bias)
         joined = ops.concatenate([inputs[..., None], mixed], axis=-1)
         return ops.reshape(joined, (-1, joined.shape[1] * (1 + self.units)))
 
@@ -152,7 +162,7 @@ class PeriodicEmbedding(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "frequencies": self.frequencies, "units": self.units,
-                "sigma": self.sigma, "seed": self.seed}
+                "sigma": self.sigma, "rate_factor": self.rate_factor, "seed": self.seed}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
