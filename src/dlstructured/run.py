@@ -682,8 +682,90 @@ def fit_table(
     return run
 
 
+def fit_frame(
+    frame: pd.DataFrame,
+    target: Any,
+    config: RunConfig | None = None,
+    *,
+    sample_weight: Any = None,
+    class_weight: Any = None,
+    callbacks: Sequence[Any] = (),
+    verbose: int = 0,
+) -> Run:
+    """Prepare a DataFrame, build the task's network and train it, with weights per row.
+
+    The same run as [`fit_table`][dlstructured.run.fit_table] without an output folder, for
+    callers that hold the frame already and weigh its rows (the scikit-learn estimators of
+    ``dlstructured.sklearn``). The preprocessing is fitted on the training part of the split
+    only; ``sample_weight`` and ``class_weight`` weigh the training loss (validation, and so
+    early stopping, is unweighted).
+
+    Args:
+        frame: The table, target column included.
+        target: The column to predict.
+        config: What the run is made of. Defaults to ``None``: ``RunConfig()``.
+        sample_weight: One non-negative weight per row of ``frame``, in its order. Defaults to
+            ``None`` (every row weighs 1).
+        class_weight: For classifiers, ``{class code: weight}`` or ``"balanced"``. Defaults to
+            ``None``.
+        callbacks: Keras callbacks to run during training. Defaults to none.
+        verbose: As for [`fit_table`][dlstructured.run.fit_table]. Defaults to ``0``.
+
+    Returns:
+        The [`Run`][dlstructured.run.Run].
+
+    Raises:
+        TypeError: If ``frame`` is not a DataFrame or ``config`` not a RunConfig.
+        ValueError: If ``sample_weight`` does not hold one weight per row.
+        DataError: If the frame cannot be prepared as the config says.
+
+    Example:
+
+    >>> import numpy as np, pandas as pd
+    >>> from dlstructured import RunConfig
+    >>> from dlstructured.run import fit_frame
+    >>> table = pd.DataFrame({"x": np.linspace(0, 1, 40), "y": [0, 1] * 20})
+    >>> run = fit_frame(table, "y", RunConfig(hidden_units=(4,), epochs=2),
+    ...                 sample_weight=np.ones(40), class_weight="balanced")
+    >>> run.task, run.result.epochs_run
+    ('binary', 2)
+    """
+    import keras
+
+    from dlstructured.training.loop import train
+
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"`frame` must be a pandas DataFrame. Received: frame of type "
+                        f"{type(frame).__name__}")
+    if config is not None and not isinstance(config, RunConfig):
+        raise TypeError(f"`config` must be a RunConfig or None. Received: config={config!r}")
+    config = config or RunConfig()
+    weights = None
+    if sample_weight is not None:
+        weights = np.asarray(sample_weight, dtype="float64").reshape(-1)
+        if len(weights) != len(frame):
+            raise ValueError(f"`sample_weight` must hold one weight per row of `frame` "
+                             f"({len(frame)}). Received: {len(weights)} values")
+    frame = frame.reset_index(drop=True)  # positions are the index: weights follow the rows
+    prepared = _prepare(frame, target, config, "the DataFrame")
+    _check_metrics(config, prepared.task)
+    model = _build(prepared, config)
+    run = Run(model=model, result=None, config=config, data=None, target=target,
+              task=prepared.task,
+              rows={"train": len(prepared.x_train),
+                    "valid": 0 if prepared.x_valid is None else len(prepared.x_valid)},
+              num_features=int(prepared.num_features), backend=keras.backend.backend(),
+              fingerprint=None)
+    if weights is not None:
+        weights = weights[np.asarray(prepared.train_index, dtype="int64")]
+    run.result = _train(train, run, prepared, callbacks, verbose, None, False,
+                        sample_weight=weights, class_weight=class_weight)
+    return run
+
+
 def _train(train: Callable, run: Run, prepared: Any, callbacks: Sequence[Any], verbose: int,
-           out: Path | None, resume: bool) -> Any:
+           out: Path | None, resume: bool, *, sample_weight: Any = None,
+           class_weight: Any = None) -> Any:
     from dlstructured.training.progress import EpochProgress
 
     config = run.config
@@ -711,6 +793,8 @@ def _train(train: Callable, run: Run, prepared: Any, callbacks: Sequence[Any], v
         seed=config.seed,
         checkpoint_dir=None if out is None else out / CHECKPOINT_DIR,
         resume=resume,
+        sample_weight=sample_weight,
+        class_weight=class_weight,
     )
 
 
