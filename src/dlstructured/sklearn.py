@@ -115,8 +115,8 @@ class _TabularEstimator(BaseEstimator):
         from dlstructured.run import fit_frame
 
         if y is None:
-            raise ValueError(f"`y` is needed: {type(self).__name__} learns from targets. "
-                             "Received: y=None")
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
+                             "is None. Received: y=None")
         frame = self._frame(X, reset=True)
         check_consistent_length(frame, y)
         targets = self._targets(y)
@@ -150,7 +150,7 @@ class _TabularEstimator(BaseEstimator):
     # -- pickling: the model travels as its .keras bytes --------------------------------------
 
     def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # a copy: the estimator keeps its model
         model = state.get("model_")
         if model is not None:
             with tempfile.TemporaryDirectory() as folder:
@@ -438,8 +438,8 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
             DataError: If the table cannot be prepared (a ``ValueError`` too).
         """
         if y is None:
-            raise ValueError(f"`y` is needed: {type(self).__name__} learns from labels. "
-                             "Received: y=None")
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
+                             "is None. Received: y=None")
         # The classes are known only once y is read; the task and weights follow from them.
         self._targets(y)
         task = "binary" if len(self.classes_) == 2 else "multiclass"
