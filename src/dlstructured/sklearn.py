@@ -180,23 +180,25 @@ class _TabularEstimator(BaseEstimator):
         return tags
 
 
-_PARAMS_DOC = """
-    Every parameter but ``class_weight``, ``random_state`` and ``verbose`` is the
-    [`RunConfig`][dlstructured.config.RunConfig] field of the same name, with its default and
-    its meaning there (``epochs``, ``hidden_units``, ``valid_fraction`` ...); ``kinds``,
-    ``drop`` and ``group_by`` name columns of ``X`` (``x0``, ``x1`` ... for an array), and
-    ``sep`` and ``encoding``, which only reading a CSV file uses, are accepted and unused.
-    ``random_state`` is the run's ``seed``: an integer makes ``fit`` repeatable; ``None`` or a
-    ``RandomState`` draws one per ``fit``. Defaults to ``0``, as ``RunConfig.seed``.
-    ``verbose`` is ``fit_table``'s (``0`` silent). Defaults to ``0``."""
-
-
 class TabularRegressor(RegressorMixin, _TabularEstimator):
     """A dlstructured network as a scikit-learn regressor, on raw tables.
 
     ``fit(X, y)`` takes a DataFrame of raw columns or a numeric array; the target is scaled
     inside and ``predict`` answers in its units. ``score`` is R².
-    """ + _PARAMS_DOC + """
+
+    Args:
+        model, hidden_units, activation, dropout_rate, batch_norm, input_batch_norm, epochs,
+            batch_size, learning_rate, patience, metrics, valid_fraction, stratify,
+            group_by, kinds, drop, positive_label, sep, encoding: The
+            [`RunConfig`][dlstructured.config.RunConfig] fields of these names, with their
+            defaults and meanings there; ``kinds``, ``drop`` and ``group_by`` name columns
+            of ``X`` (``x0``, ``x1`` ... for an array; ``kinds=None`` is none), and ``sep``
+            and ``encoding``, which only reading a CSV file uses, are accepted and unused.
+        random_state: The run's ``seed``: an integer makes ``fit`` repeatable; ``None`` or
+            a ``numpy.random.RandomState`` draws one per ``fit``. Defaults to ``0``, as
+            ``RunConfig.seed``.
+        verbose: ``0`` silent, ``1`` a progress bar, ``2`` a line per epoch. Defaults to
+            ``0``.
 
     Attributes:
         model_: The trained ``TabularModel`` (network and preprocessing).
@@ -310,10 +312,22 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
     one column per class, in the order of ``classes_``. Two classes train a binary network
     (sigmoid), more a multiclass one (softmax). ``score`` is accuracy.
 
-    ``class_weight`` is ``None``, ``"balanced"`` (weights inversely proportional to the class
-    counts of the training rows) or ``{label: weight}`` in ``y``'s labels; it multiplies
-    ``sample_weight``. Defaults to ``None``.
-    """ + _PARAMS_DOC + """
+    Args:
+        model, hidden_units, activation, dropout_rate, batch_norm, input_batch_norm, epochs,
+            batch_size, learning_rate, patience, metrics, valid_fraction, stratify,
+            group_by, kinds, drop, positive_label, sep, encoding: The
+            [`RunConfig`][dlstructured.config.RunConfig] fields of these names, with their
+            defaults and meanings there; ``kinds``, ``drop`` and ``group_by`` name columns
+            of ``X`` (``x0``, ``x1`` ... for an array; ``kinds=None`` is none), and ``sep``
+            and ``encoding``, which only reading a CSV file uses, are accepted and unused.
+        class_weight: ``None``, ``"balanced"`` (weights inversely proportional to the class
+            counts of the training rows) or ``{label: weight}`` in ``y``'s labels; it
+            multiplies ``sample_weight``. Defaults to ``None``.
+        random_state: The run's ``seed``: an integer makes ``fit`` repeatable; ``None`` or
+            a ``numpy.random.RandomState`` draws one per ``fit``. Defaults to ``0``, as
+            ``RunConfig.seed``.
+        verbose: ``0`` silent, ``1`` a progress bar, ``2`` a line per epoch. Defaults to
+            ``0``.
 
     Attributes:
         classes_: The labels of ``y``, sorted.
@@ -332,7 +346,7 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
     ...                       "colour": ["red", "blue"] * 20})
     >>> labels = ["small", "small", "big", "big"] * 10
     >>> model = TabularClassifier(hidden_units=(8,), epochs=2).fit(table, labels)
-    >>> list(model.classes_), model.predict_proba(table).shape
+    >>> model.classes_.tolist(), model.predict_proba(table).shape
     (['big', 'small'], (40, 2))
     """
 
