@@ -86,6 +86,7 @@ def test_clone_keeps_epochs_where_keras_wrapper_fell_back_to_its_default():
     assert cloned.get_params()["epochs"] == 3
     assert cloned.fit(x, y).n_epochs_ == 3
     assert len(cloned.history_) == 3
+    assert "val_loss" in cloned.history_.columns  # early stopping's internal split
 
 
 @pytest.mark.parametrize("estimator_class", ESTIMATORS)
@@ -144,6 +145,24 @@ def test_classifier_on_a_raw_frame_answers_in_its_labels():
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
     # predict agrees with the larger probability, in the order of classes_
     assert list(model.predict(frame)) == list(model.classes_[probabilities.argmax(axis=1)])
+
+
+def test_rows_pair_by_position_whatever_the_index():
+    frame, labels = _raw_table()
+    shuffled = frame.sample(frac=1.0, random_state=0)
+    targets = pd.Series(labels, index=frame.index).loc[shuffled.index]
+    model = TabularClassifier(**SMALL).fit(shuffled.set_index(shuffled.index * 10), targets)
+    again = TabularClassifier(**SMALL).fit(shuffled.reset_index(drop=True),
+                                           targets.to_numpy())
+    np.testing.assert_allclose(model.predict_proba(frame), again.predict_proba(frame))
+
+
+def test_group_by_names_a_column_kept_out_of_the_features():
+    frame, labels = _raw_table()
+    frame["shop"] = np.arange(len(frame)) % 6
+    model = TabularClassifier(**SMALL, group_by="shop").fit(frame, labels)
+    assert "shop" not in model.model_.preprocessor.feature_names
+    assert model.predict(frame).shape == (60,)
 
 
 def test_multiclass_classes_are_sorted_original_labels():

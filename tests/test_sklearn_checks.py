@@ -10,7 +10,7 @@ import functools
 import os
 
 import pytest
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.estimator_checks import estimator_checks_generator, parametrize_with_checks
 
 from dlstructured.sklearn import TabularClassifier, TabularRegressor
 
@@ -58,3 +58,10 @@ def test_estimator_checks(estimator, check):
         pytest.skip(f"{name} runs on JAX only: TensorFlow's slower fits would make the full set "
                     "take minutes; the named subset covers the contract there")
     check(estimator)
+
+
+def test_the_named_checks_exist():
+    names = {_name(check) for estimator in ESTIMATORS
+             for _, check in estimator_checks_generator(estimator)}
+    assert TENSORFLOW_SUBSET <= names
+    assert set(EXPECTED_FAILURES) <= names

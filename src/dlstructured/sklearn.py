@@ -55,6 +55,14 @@ def run_config_of(params: dict[str, Any], task: str) -> RunConfig:
         TypeError: If ``random_state`` is not an integer, a ``RandomState`` or ``None``.
         ValueError: If ``random_state`` is negative, or a field has a bad value (the message
             is ``RunConfig``'s, naming the parameter).
+
+    Example:
+
+    >>> from dlstructured.sklearn import TabularRegressor, run_config_of
+    >>> config = run_config_of(TabularRegressor(epochs=5, random_state=3).get_params(),
+    ...                        "regression")
+    >>> config.task, config.epochs, config.seed
+    ('regression', 5, 3)
     """
     values = {name: value for name, value in params.items() if name not in _OWN_PARAMS}
     return RunConfig(task=task, seed=_seed(params.get("random_state")), **values)
