@@ -194,14 +194,16 @@ class TabularRegressor(RegressorMixin, _TabularEstimator):
     ``fit(X, y)`` takes a DataFrame of raw columns or a numeric array; the target is scaled
     inside and ``predict`` answers in its units. ``score`` is R².
 
+    The parameters ``model``, ``hidden_units``, ``activation``, ``dropout_rate``,
+    ``batch_norm``, ``input_batch_norm``, ``epochs``, ``batch_size``, ``learning_rate``,
+    ``patience``, ``metrics``, ``valid_fraction``, ``stratify``, ``group_by``, ``kinds``,
+    ``drop``, ``positive_label``, ``sep`` and ``encoding`` are the
+    [`RunConfig`][dlstructured.config.RunConfig] fields of these names, with their defaults and
+    meanings there. ``kinds``, ``drop`` and ``group_by`` name columns of ``X`` (``x0``, ``x1``
+    ... for an array; ``kinds=None`` is none); ``sep`` and ``encoding``, which only reading a
+    CSV file uses, are accepted and unused.
+
     Args:
-        model, hidden_units, activation, dropout_rate, batch_norm, input_batch_norm, epochs,
-            batch_size, learning_rate, patience, metrics, valid_fraction, stratify,
-            group_by, kinds, drop, positive_label, sep, encoding: The
-            [`RunConfig`][dlstructured.config.RunConfig] fields of these names, with their
-            defaults and meanings there; ``kinds``, ``drop`` and ``group_by`` name columns
-            of ``X`` (``x0``, ``x1`` ... for an array; ``kinds=None`` is none), and ``sep``
-            and ``encoding``, which only reading a CSV file uses, are accepted and unused.
         random_state: The run's ``seed``: an integer makes ``fit`` repeatable; ``None`` or
             a ``numpy.random.RandomState`` draws one per ``fit``. Defaults to ``0``, as
             ``RunConfig.seed``.
@@ -320,14 +322,16 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
     one column per class, in the order of ``classes_``. Two classes train a binary network
     (sigmoid), more a multiclass one (softmax). ``score`` is accuracy.
 
+    The parameters ``model``, ``hidden_units``, ``activation``, ``dropout_rate``,
+    ``batch_norm``, ``input_batch_norm``, ``epochs``, ``batch_size``, ``learning_rate``,
+    ``patience``, ``metrics``, ``valid_fraction``, ``stratify``, ``group_by``, ``kinds``,
+    ``drop``, ``positive_label``, ``sep`` and ``encoding`` are the
+    [`RunConfig`][dlstructured.config.RunConfig] fields of these names, with their defaults and
+    meanings there. ``kinds``, ``drop`` and ``group_by`` name columns of ``X`` (``x0``, ``x1``
+    ... for an array; ``kinds=None`` is none); ``sep`` and ``encoding``, which only reading a
+    CSV file uses, are accepted and unused.
+
     Args:
-        model, hidden_units, activation, dropout_rate, batch_norm, input_batch_norm, epochs,
-            batch_size, learning_rate, patience, metrics, valid_fraction, stratify,
-            group_by, kinds, drop, positive_label, sep, encoding: The
-            [`RunConfig`][dlstructured.config.RunConfig] fields of these names, with their
-            defaults and meanings there; ``kinds``, ``drop`` and ``group_by`` name columns
-            of ``X`` (``x0``, ``x1`` ... for an array; ``kinds=None`` is none), and ``sep``
-            and ``encoding``, which only reading a CSV file uses, are accepted and unused.
         class_weight: ``None``, ``"balanced"`` (weights inversely proportional to the class
             counts of the training rows) or ``{label: weight}`` in ``y``'s labels; it
             multiplies ``sample_weight``. Defaults to ``None``.
