@@ -661,7 +661,6 @@ def fit_table(
     >>> run.task, run.result.epochs_run, run.rows
     ('regression', 2, {'train': 32, 'valid': 8})
     """
-    import keras
 
 
     if config is not None and not isinstance(config, RunConfig):
@@ -689,19 +688,8 @@ def fit_table(
         now = record.fingerprint or now
     prepared = _prepare(frame, target, config, source)
     _check_metrics(config, prepared.task)
-    rows = {"train": len(prepared.x_train),
-            "valid": 0 if prepared.x_valid is None else len(prepared.x_valid)}
-    recipe = resolve(config, task=prepared.task, train_rows=rows["train"],
-                     valid_rows=rows["valid"])
-    for notice in recipe.notices:
-        warnings.warn(DataWarning(notice), stacklevel=2)
-    model = _build(prepared, recipe.config)
-    backend = keras.backend.backend()
-    run = Run(model=model, result=None, config=config,
-              data=None if isinstance(data, pd.DataFrame) else str(Path(data).resolve()),
-              target=target, task=prepared.task, rows=rows,
-              num_features=int(prepared.num_features), backend=backend, fingerprint=now,
-              recipe=recipe)
+    run = _new_run(prepared, config, target=target, fingerprint=now,
+                   data=None if isinstance(data, pd.DataFrame) else str(Path(data).resolve()))
     checkpoints = None if out is None else out / CHECKPOINT_DIR
     from_checkpoint = False
     if out is not None:
@@ -730,6 +718,98 @@ def fit_table(
     return run
 
 
+def fit_frame(
+    frame: pd.DataFrame,
+    target: Any,
+    config: RunConfig | None = None,
+    *,
+    sample_weight: Any = None,
+    class_weight: Any = None,
+    callbacks: Sequence[Any] = (),
+    verbose: int = 0,
+) -> Run:
+    """Prepare a DataFrame, build the task's network and train it, with weights per row.
+
+    The same run as [`fit_table`][dlstructured.run.fit_table] without an output folder, for
+    callers that hold the frame already and weigh its rows (the scikit-learn estimators of
+    ``dlstructured.sklearn``). The preprocessing is fitted on the training part of the split
+    only; ``sample_weight`` and ``class_weight`` weigh the training loss (validation, and so
+    early stopping, is unweighted).
+
+    Args:
+        frame: The table, target column included.
+        target: The column to predict.
+        config: What the run is made of. Defaults to ``None``: ``RunConfig()``.
+        sample_weight: One non-negative weight per row of ``frame``, in its order. Defaults to
+            ``None`` (every row weighs 1).
+        class_weight: For classifiers, ``{class code: weight}`` or ``"balanced"``. Defaults to
+            ``None``.
+        callbacks: Keras callbacks to run during training. Defaults to none.
+        verbose: As for [`fit_table`][dlstructured.run.fit_table]. Defaults to ``0``.
+
+    Returns:
+        The [`Run`][dlstructured.run.Run].
+
+    Raises:
+        TypeError: If ``frame`` is not a DataFrame or ``config`` not a RunConfig.
+        ValueError: If ``sample_weight`` does not hold one weight per row.
+        DataError: If the frame cannot be prepared as the config says.
+
+    Example:
+
+    >>> import numpy as np, pandas as pd
+    >>> from dlstructured import RunConfig
+    >>> from dlstructured.run import fit_frame
+    >>> table = pd.DataFrame({"x": np.linspace(0, 1, 40), "y": [0, 1] * 20})
+    >>> run = fit_frame(table, "y", RunConfig(hidden_units=(4,), epochs=2),
+    ...                 sample_weight=np.ones(40), class_weight="balanced")
+    >>> run.task, run.result.epochs_run
+    ('binary', 2)
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"`frame` must be a pandas DataFrame. Received: frame of type "
+                        f"{type(frame).__name__}")
+    if config is not None and not isinstance(config, RunConfig):
+        raise TypeError(f"`config` must be a RunConfig or None. Received: config={config!r}")
+    config = config or RunConfig()
+    weights = None
+    if sample_weight is not None:
+        weights = np.asarray(sample_weight, dtype="float64").reshape(-1)
+        if len(weights) != len(frame):
+            raise ValueError(f"`sample_weight` must hold one weight per row of `frame` "
+                             f"({len(frame)}). Received: {len(weights)} values")
+    frame = frame.reset_index(drop=True)  # positions are the index: weights follow the rows
+    prepared = _prepare(frame, target, config, "the DataFrame")
+    _check_metrics(config, prepared.task)
+    run = _new_run(prepared, config, data=None, target=target, fingerprint=None)
+
+    def rows_of(part: Any) -> Any:
+        return None if weights is None else weights[np.asarray(part.train_index, "int64")]
+
+    run.result = _train(run, prepared, callbacks, verbose, None, False,
+                        sample_weight=rows_of(prepared), class_weight=class_weight)
+    if _should_refit(run):
+        everything = _prepare(frame, target, config, "the DataFrame", valid_fraction=0.0)
+        _refit(run, everything, callbacks, verbose, None, False,
+               sample_weight=rows_of(everything), class_weight=class_weight)
+    return run
+
+
+def _new_run(prepared: Any, config: RunConfig, **about: Any) -> Run:
+    """The run for prepared data: its recipe resolved (its notices warned), its network built."""
+    import keras
+
+    rows = {"train": len(prepared.x_train),
+            "valid": 0 if prepared.x_valid is None else len(prepared.x_valid)}
+    recipe = resolve(config, task=prepared.task, train_rows=rows["train"],
+                     valid_rows=rows["valid"])
+    for notice in recipe.notices:
+        warnings.warn(DataWarning(notice), stacklevel=3)
+    return Run(model=_build(prepared, recipe.config), result=None, config=config,
+               task=prepared.task, rows=rows, num_features=int(prepared.num_features),
+               backend=keras.backend.backend(), recipe=recipe, **about)
+
+
 def _progress(run: Run, epochs: int, verbose: int, heading: str) -> list[Any]:
     from dlstructured.training.progress import EpochProgress
 
@@ -751,7 +831,7 @@ def _early_stopping(recipe: Recipe, valid_rows: int) -> Any:
 
 
 def _train(run: Run, prepared: Any, callbacks: Sequence[Any], verbose: int,
-           checkpoints: Path | None, resume: bool) -> Any:
+           checkpoints: Path | None, resume: bool, **weights: Any) -> Any:
     from dlstructured.training.loop import train
 
     config = run.recipe.config
@@ -772,6 +852,7 @@ def _train(run: Run, prepared: Any, callbacks: Sequence[Any], verbose: int,
         seed=config.seed,
         checkpoint_dir=checkpoints,
         resume=resume,
+        **weights,
         **run.recipe.train,
     )
 
@@ -783,7 +864,7 @@ def _should_refit(run: Run) -> bool:
 
 
 def _refit(run: Run, prepared: Any, callbacks: Sequence[Any], verbose: int,
-           checkpoints: Path | None, resume: bool) -> None:
+           checkpoints: Path | None, resume: bool, **weights: Any) -> None:
     """Train a fresh network on every row for the epochs the validation chose; it becomes
     ``run.model``, and its result ``run.refit_result``.
 
@@ -815,6 +896,7 @@ def _refit(run: Run, prepared: Any, callbacks: Sequence[Any], verbose: int,
         seed=config.seed,
         checkpoint_dir=directory,
         resume=resume and directory is not None and (directory / "checkpoint.json").exists(),
+        **weights,
         **options,
     )
     if not (run.refit_result.interrupted or run.refit_result.diverged):
