@@ -16,8 +16,8 @@ from dlstructured.sklearn import TabularClassifier, TabularRegressor
 
 # Tiny networks and two epochs: the checks test the contract, not the learning.
 ESTIMATORS = [
-    TabularRegressor(hidden_units=(16,), epochs=2, random_state=0),
-    TabularClassifier(hidden_units=(16,), epochs=2, random_state=0),
+    TabularRegressor(hidden_units=(16,), members=2, epochs=2, random_state=0),
+    TabularClassifier(hidden_units=(16,), members=2, epochs=2, random_state=0),
 ]
 
 _WEIGHTS = (

@@ -195,7 +195,8 @@ class TabularRegressor(RegressorMixin, _TabularEstimator):
     inside and ``predict`` answers in its units. ``score`` is R².
 
     The parameters ``model``, ``hidden_units``, ``activation``, ``dropout_rate``,
-    ``batch_norm``, ``input_batch_norm``, ``epochs``, ``batch_size``, ``learning_rate``,
+    ``batch_norm``, ``input_batch_norm``, ``members``, ``epochs``, ``batch_size``,
+    ``learning_rate``,
     ``patience``, ``metrics``, ``valid_fraction``, ``stratify``, ``group_by``, ``kinds``,
     ``drop``, ``positive_label``, ``sep`` and ``encoding`` are the
     [`RunConfig`][dlstructured.config.RunConfig] fields of these names, with their defaults and
@@ -231,18 +232,19 @@ class TabularRegressor(RegressorMixin, _TabularEstimator):
     def __init__(
         self,
         *,
-        model: str = "dense",
+        model: str = "auto",
         hidden_units: tuple[int, ...] | None = None,
-        activation: str = "relu",
+        activation: str | None = None,
         dropout_rate: float = 0.0,
         batch_norm: bool = False,
         input_batch_norm: bool = False,
-        epochs: int = 200,
-        batch_size: int = 256,
-        learning_rate: float = 0.001,
-        patience: int = 20,
+        members: int | None = None,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        learning_rate: float | None = None,
+        patience: int | None = None,
         metrics: tuple[str, ...] | None = None,
-        valid_fraction: float = 0.3,
+        valid_fraction: float | None = None,
         stratify: bool = False,
         group_by: Any = None,
         kinds: dict[Any, str] | None = None,
@@ -259,6 +261,7 @@ class TabularRegressor(RegressorMixin, _TabularEstimator):
         self.dropout_rate = dropout_rate
         self.batch_norm = batch_norm
         self.input_batch_norm = input_batch_norm
+        self.members = members
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -323,7 +326,8 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
     (sigmoid), more a multiclass one (softmax). ``score`` is accuracy.
 
     The parameters ``model``, ``hidden_units``, ``activation``, ``dropout_rate``,
-    ``batch_norm``, ``input_batch_norm``, ``epochs``, ``batch_size``, ``learning_rate``,
+    ``batch_norm``, ``input_batch_norm``, ``members``, ``epochs``, ``batch_size``,
+    ``learning_rate``,
     ``patience``, ``metrics``, ``valid_fraction``, ``stratify``, ``group_by``, ``kinds``,
     ``drop``, ``positive_label``, ``sep`` and ``encoding`` are the
     [`RunConfig`][dlstructured.config.RunConfig] fields of these names, with their defaults and
@@ -365,18 +369,19 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
     def __init__(
         self,
         *,
-        model: str = "dense",
+        model: str = "auto",
         hidden_units: tuple[int, ...] | None = None,
-        activation: str = "relu",
+        activation: str | None = None,
         dropout_rate: float = 0.0,
         batch_norm: bool = False,
         input_batch_norm: bool = False,
-        epochs: int = 200,
-        batch_size: int = 256,
-        learning_rate: float = 0.001,
-        patience: int = 20,
+        members: int | None = None,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        learning_rate: float | None = None,
+        patience: int | None = None,
         metrics: tuple[str, ...] | None = None,
-        valid_fraction: float = 0.3,
+        valid_fraction: float | None = None,
         stratify: bool = False,
         group_by: Any = None,
         kinds: dict[Any, str] | None = None,
@@ -394,6 +399,7 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
         self.dropout_rate = dropout_rate
         self.batch_norm = batch_norm
         self.input_batch_norm = input_batch_norm
+        self.members = members
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
