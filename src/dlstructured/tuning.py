@@ -496,6 +496,15 @@ def search(
 
     frame = read_data(data, sep=config.sep, encoding=config.encoding)
     opened = _open_storage(optuna, storage)
+    with _optuna_quiet(optuna, bool(verbose)):
+        study = _run_study(optuna, opened, study_name, seed, pruner, frame, target, config,
+                           options, out, trials, timeout, [*callbacks, *(
+                               [_progress(trials, sys.stderr)] if verbose else [])])
+    return _result(optuna, study, config, options, out)
+
+
+def _run_study(optuna, opened, study_name, seed, pruner, frame, target, config, options, out,
+               trials, timeout, every) -> Any:
     study = optuna.create_study(
         storage=opened,
         study_name=study_name or DEFAULT_STUDY_NAME,
@@ -507,12 +516,10 @@ def search(
     _fail_stale_trials(optuna, study, opened)
     _enqueue_retries(optuna, study)
     objective = _objective(frame, target, config, options, optuna, out, keep_best=True)
-    every = list(callbacks) + ([_progress(trials, sys.stderr)] if verbose else [])
     deadline = None if timeout is None else time.monotonic() + timeout
-    with _optuna_quiet(optuna, bool(verbose)):
-        while _finished(study) < trials and (deadline is None or time.monotonic() < deadline):
-            study.optimize(objective, n_trials=1, callbacks=every, gc_after_trial=False)
-    return _result(optuna, study, config, options, out)
+    while _finished(study) < trials and (deadline is None or time.monotonic() < deadline):
+        study.optimize(objective, n_trials=1, callbacks=every, gc_after_trial=False)
+    return study
 
 
 def _result(optuna, study, config, options, out) -> SearchResult:
