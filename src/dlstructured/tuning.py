@@ -285,7 +285,8 @@ class SearchResult:
         best_value: Its best validation loss.
         best_trial: Its number (from 0).
         trials: One row per trial: ``number``, ``state`` (``"COMPLETE"``, ``"PRUNED"`` or
-            ``"FAIL"``), ``value``, ``epochs_run``, then one column per searched option.
+            ``"FAIL"``), ``value`` (the best validation loss of a completed trial, NaN for the
+            others), ``epochs_run``, then one column per searched option.
         curves: Each trial's learning curves (one row per epoch, as
             ``TrainingResult.history``), by trial number.
         pictures: The PNG files written into ``out``: the search history, then one per option.
@@ -306,13 +307,20 @@ class SearchResult:
 def _trials_frame(study: Any, options: Sequence[_Option]) -> pd.DataFrame:
     rows = []
     for trial in study.get_trials(deepcopy=False):
+        complete = trial.state == _states().COMPLETE
         row = {"number": trial.number, "state": trial.state.name,
-               "value": math.nan if trial.value is None else trial.value,
+               "value": trial.value if complete else math.nan,
                "epochs_run": trial.user_attrs.get("epochs_run")}
         row.update({o.name: trial.params.get(o.name) for o in options})
         rows.append(row)
     return pd.DataFrame(rows, columns=["number", "state", "value", "epochs_run",
                                        *(o.name for o in options)])
+
+
+def _states() -> Any:
+    import optuna
+
+    return optuna.trial.TrialState
 
 
 def _curves(study: Any) -> dict[int, pd.DataFrame]:
@@ -379,8 +387,12 @@ def _optuna_quiet(optuna: Any, quiet: bool):
 def _progress(total: int, stream: Any) -> Callable[[Any, Any], None]:
     def report(study: Any, trial: Any) -> None:
         finished = _finished(study)
-        what = (f"{METRIC} {trial.value:.4g}" if trial.value is not None
-                else trial.state.name.lower())
+        if trial.state == _states().COMPLETE:
+            what = f"{METRIC} {trial.value:.4g}"
+        elif trial.state == _states().PRUNED:
+            what = f"pruned after epoch {trial.user_attrs.get('epochs_run', '?')}"
+        else:
+            what = trial.state.name.lower()
         try:
             best = f"best {study.best_value:.4g} (trial {study.best_trial.number})"
         except ValueError:
