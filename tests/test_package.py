@@ -30,6 +30,7 @@ PUBLIC_NAMES = {
     "Run",
     "RunConfig",
     "RunError",
+    "SearchResult",
     "SmallTrainingPartWarning",
     "TASKS",
     "TabularModel",
@@ -50,6 +51,7 @@ PUBLIC_NAMES = {
     "prepare",
     "read_table",
     "resume_run",
+    "search",
     "split_frame",
     "train",
 }

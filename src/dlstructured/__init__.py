@@ -68,6 +68,9 @@ _EXPORTS = {
     "plot_history": "training.plotting",
     # checkpoints
     "load_checkpoint": "training.checkpoints",
+    # hyperparameter search (needs the optional Optuna)
+    "search": "tuning",
+    "SearchResult": "tuning",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

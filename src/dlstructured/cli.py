@@ -238,6 +238,21 @@ def build_parser() -> argparse.ArgumentParser:
                       help="most epochs per model (default: the model's own)")
     demo.add_argument("--seed", type=_field("seed"), default=DEFAULTS.seed, help="seed")
     demo.set_defaults(func=_cmd_demo)
+
+    tune = commands.add_parser(
+        "tune", parents=[common, reading], help="search a run's options with Optuna",
+        description="Search width, depth, dropout, learning rate and batch size for DATA; write "
+        "trials.csv, the pictures and the best model.keras to --out.")
+    tune.add_argument("data", metavar="DATA", help="CSV or Parquet file")
+    tune.add_argument("--target", required=True, metavar="COL", help="column to predict")
+    tune.add_argument("--trials", type=int, default=30, help="default: 30")
+    tune.add_argument("--out", metavar="DIR", required=True, help="output folder")
+    tune.add_argument("--timeout", metavar="S", type=float, default=None,
+                      help="start no trial after S seconds")
+    tune.add_argument("--storage", metavar="URL", default=None,
+                      help="study database to continue, e.g. sqlite:///search.db")
+    tune.add_argument("--epochs", type=_field("epochs", int), default=50, help="default: 50")
+    tune.set_defaults(func=_cmd_tune)
     return parser
 
 
@@ -727,6 +742,25 @@ def _cmd_demo(args: argparse.Namespace, console: _Console) -> int:
                 return status
     curves = [str(out / name / "learning_curves.png") for name, *_ in jobs]
     console.result(f"\nlearning curves: {', '.join(curves)}")
+    return EXIT_OK
+
+
+def _cmd_tune(args: argparse.Namespace, console: _Console) -> int:
+    from dlstructured.tuning import INSTALL_HINT
+
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        raise UsageError(INSTALL_HINT) from None
+    with _keras_backend(args.backend, hide_extras=args.whole_process):
+        from dlstructured.tuning import search
+
+        config = RunConfig(epochs=args.epochs, patience=10, sep=args.sep, encoding=args.encoding)
+        found = search(args.data, args.target, trials=args.trials, timeout=args.timeout,
+                       storage=args.storage, config=config, out=args.out,
+                       verbose=0 if args.quiet else 1)
+    console.result(f"best {found.best_value:.4g} (trial {found.best_trial}); model: "
+                   f"{found.model_path}; pictures: {', '.join(map(str, found.pictures))}")
     return EXIT_OK
 
 
