@@ -16,6 +16,7 @@ if keras.backend.backend() != "jax":
 
 from dlstructured import binary_classifier, dense_stack  # noqa: E402
 from dlstructured.training import _engine_jax  # noqa: E402
+from dlstructured.training.contract import ArraySource, FitSpec  # noqa: E402
 
 ROWS, FEATURES, BATCH = 70, 5, 16  # 4 full batches and a partial one of 6 rows
 RTOL, ATOL = 1e-4, 1e-5
@@ -132,20 +133,20 @@ def _engine_fit(
 ):
     recorder = _Recorder()
     callback_list = keras.callbacks.CallbackList([recorder, *callbacks], model=network)
-    _engine_jax.fit(
+    _engine_jax.ENGINE.fit(
         network,
-        x=x,
-        y=y,
-        sample_weight=sample_weight,
-        validation=None if valid is None else (*valid, valid_weight),
-        loss=loss(),
-        metrics=metrics(),
-        optimizer=optimizer or keras.optimizers.Adam(learning_rate),
-        epochs=epochs,
-        initial_epoch=initial_epoch,
-        batch_size=batch_size,
-        seed=seed,
-        callbacks=callback_list,
+        ArraySource(x, y, sample_weight),
+        FitSpec(
+            validation=None if valid is None else (*valid, valid_weight),
+            loss=loss(),
+            metrics=tuple(metrics()),
+            optimizer=optimizer or keras.optimizers.Adam(learning_rate),
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            batch_size=batch_size,
+            seed=seed,
+            callbacks=callback_list,
+        ),
     )
     return recorder
 
@@ -406,8 +407,8 @@ def test_learning_rate_scheduler_takes_effect_between_epochs():
     _assert_same_weights(recorder.trainable[0], recorder.trainable[2], rtol=0)
     assert not np.allclose(recorder.weights[0][2], recorder.weights[2][2])
     assert list(recorder.logs[0]) == ["loss", "mae"]
-    # The engine lends the optimizer to the network only while it trains.
-    assert not hasattr(network, "optimizer")
+    # The engine leaves the network compiled with the run's optimizer, as Keras's engine does.
+    assert network.compiled and network.optimizer.built
 
 
 def test_metric_without_variables_is_refused_before_training():
@@ -425,7 +426,7 @@ def test_metric_without_variables_is_refused_before_training():
             callbacks=[callback],
         )
     assert begun == []
-    assert not hasattr(network, "optimizer")
+    assert not network.compiled  # refused before it changed anything
 
 
 class _ScaledDense(keras.layers.Dense):

@@ -278,6 +278,48 @@ TASKS: dict[str, TaskPolicy] = {
 
 TASK_NAMES = tuple(TASKS)
 
+#: Which way early stopping wants each quantity the tasks' metrics report: ``"min"`` for
+#: losses and errors, ``"max"`` for accuracies and ranking scores. ``val_`` columns read the
+#: row of their quantity.
+MONITOR_MODES: dict[str, str] = {
+    "loss": "min",
+    "mae": "min",
+    "mse": "min",
+    "rmse": "min",
+    "mean_absolute_error": "min",
+    "mean_squared_error": "min",
+    "accuracy": "max",
+    "binary_accuracy": "max",
+    "categorical_accuracy": "max",
+    "sparse_categorical_accuracy": "max",
+    "auc": "max",
+    "precision": "max",
+    "recall": "max",
+}
+
+
+def monitor_mode(monitor: str, metrics: Any = ()) -> str:
+    """Whether early stopping watching ``monitor`` wants it low (``"min"``) or high (``"max"``).
+
+    The mode comes from ``MONITOR_MODES``; a quantity not in it takes the direction its Keras
+    metric object declares (among ``metrics``), else ``"min"``.
+
+    Example:
+
+    >>> from dlstructured.tasks import monitor_mode
+    >>> monitor_mode("val_loss"), monitor_mode("val_auc"), monitor_mode("accuracy")
+    ('min', 'max', 'max')
+    """
+    name = monitor[4:] if monitor.startswith("val_") else monitor
+    if name in MONITOR_MODES:
+        return MONITOR_MODES[name]
+    for metric in metrics:
+        inner = getattr(metric, "metric", metric)  # an ensemble's member-mean wrapper
+        if getattr(metric, "name", None) == name:
+            direction = getattr(metric, "_direction", None) or getattr(inner, "_direction", None)
+            return "max" if direction == "up" else "min"
+    return "min"
+
 
 def get_task(name: Any, *, argument: str = "task") -> TaskPolicy:
     """Return the policy for ``name``, or raise a ``ValueError`` listing the valid names."""

@@ -47,12 +47,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from dlstructured.models.layers import CategoryEmbedding
-from dlstructured.training._engine_keras import epoch_order  # one row-order rule for both engines
+from dlstructured.training.contract import (  # one row-order rule for both engines
+    ArraySource,
+    BatchSource,
+    FitSpec,
+    compile_like_every_engine,
+    epoch_order,
+)
 
 # Validation runs in inference mode, where rows are independent, so its chunk size changes only
 # speed and peak memory, never the results.
+__all__ = ["ENGINE", "JaxEngine", "epoch_order"]
+
 _MIN_VALIDATION_CHUNK = 2048
-_MISSING = object()
 # Padding the partial batch saves compiling a second step (a good part of a second) but computes
 # the padding rows in every epoch; it pays when they are a small share of the epoch's rows.
 _MAX_PADDING_SHARE = 0.02
@@ -381,91 +388,68 @@ def _assign(variables: list, values: list) -> None:
         variable.assign(value)
 
 
-def fit(
-    network: Any,
-    *,
-    x: np.ndarray,
-    y: np.ndarray,
-    sample_weight: np.ndarray | None,
-    validation: tuple | None,
-    loss: Any,
-    metrics: list,
-    optimizer: Any,
-    epochs: int,
-    initial_epoch: int,
-    batch_size: int,
-    seed: int | None,
-    callbacks: Any,
-) -> None:
-    """Train ``network`` in place, one compiled XLA program per epoch (JAX backend only).
+class JaxEngine:
+    """Trains one compiled XLA program per epoch (JAX backend only); see ``contract.Engine``.
 
-    Same contract as the generic engine (``_engine_keras.fit``); ``training.train`` checks the
-    arguments. The network stays uncompiled; during the call ``network.optimizer`` is
-    ``optimizer`` (learning-rate callbacks look for it there); afterwards it is as before.
-
-    Args:
-        network: An uncompiled single-input, single-output ``keras.Model``.
-        x: Training features, float32 of shape ``(rows, features)``.
-        y: Training targets of shape ``(rows,)``: float32 (regression, binary 0/1) or int32
-            class codes (multiclass).
-        sample_weight: Float32 weights of shape ``(rows,)``, or ``None``.
-        validation: ``None`` or ``(x_valid, y_valid, sample_weight_valid_or_None)``.
-        loss: A Keras loss object, called as ``loss(y_true, y_pred, sample_weight)``.
-        metrics: Fresh Keras metric objects whose variables exist (the built-in metrics create
-            them in their constructor).
-        optimizer: A Keras optimizer, built on ``network.trainable_variables`` or not built yet.
-        epochs: Index of the epoch to stop before (0-based, like Keras).
-        initial_epoch: Index of the first epoch to run.
-        batch_size: Rows per training step; the last, partial batch is used too.
-        seed: Fixes the row order of each epoch; ``None`` keeps the rows in order (no shuffle).
-        callbacks: A ``keras.callbacks.CallbackList`` whose model is ``network``. Only
-            epoch-level events are sent.
-
-    Returns:
-        None. The network's variables and the optimizer's variables hold the trained state.
-
-    Raises:
-        ValueError: If a metric creates its variables only on its first update (for example
-            ``keras.metrics.F1Score``), which cannot happen inside the compiled epoch.
+    An ``ArraySource`` goes to the device once per ``fit`` and each epoch's order is its
+    ``order(epoch, seed)``; any other source's batches of an epoch are gathered on the host and
+    go to the device once per epoch (the compiled program is the same).
     """
-    for metric in metrics:
-        if not metric.variables:
-            raise ValueError(
-                "The JAX engine needs metrics whose state variables exist before training "
-                f"(built-in metrics create them when constructed). Received: metric "
-                f"{metric.name!r} ({type(metric).__name__}) with no variables; use "
-                "engine='keras' for it."
-            )
-    num_rows = len(x)
-    # Learning-rate callbacks find the optimizer as `model.optimizer`; an uncompiled model has no
-    # such attribute, so lend it for the call and put things back as they were afterwards.
-    previous_optimizer = getattr(network, "optimizer", _MISSING)
-    network.optimizer = optimizer
-    network.stop_training = False
-    try:
+
+    name = "jax"
+
+    def fit(self, network: Any, source: BatchSource, spec: FitSpec) -> None:
+        """Train ``network`` in place on ``source`` as ``spec`` says.
+
+        Raises:
+            ValueError: If a metric creates its variables only on its first update (for
+                example ``keras.metrics.F1Score``), which cannot happen inside the compiled
+                epoch.
+        """
+        for metric in spec.metrics:
+            if not metric.variables:
+                raise ValueError(
+                    "The JAX engine needs metrics whose state variables exist before training "
+                    f"(built-in metrics create them when constructed). Received: metric "
+                    f"{metric.name!r} ({type(metric).__name__}) with no variables; use "
+                    "engine='keras' for it."
+                )
+        # Compiled like Keras's engine leaves it: learning-rate callbacks find the optimizer as
+        # `model.optimizer`, and afterwards `network.evaluate` works.
+        compile_like_every_engine(network, spec)
+        network.stop_training = False
+        optimizer, num_rows = spec.optimizer, source.num_rows
         if not optimizer.built:
             optimizer.build(network.trainable_variables)
         program = _EpochProgram(
             network,
-            loss=loss,
-            metrics=metrics,
+            loss=spec.loss,
+            metrics=list(spec.metrics),
             optimizer=optimizer,
             num_rows=num_rows,
-            batch_size=batch_size,
-            num_valid_rows=0 if validation is None else len(validation[0]),
+            batch_size=spec.batch_size,
+            num_valid_rows=0 if spec.validation is None else len(spec.validation[0]),
         )
-        data = (_device(x), _device(y), _device(sample_weight))
+        in_memory = isinstance(source, ArraySource)
+        if in_memory:
+            data = (_device(source.x), _device(source.y), _device(source.sample_weight))
+        validation = spec.validation
         valid_data = None if validation is None else program.validation_arrays(*validation)
-        in_order = jnp.arange(num_rows, dtype=jnp.int32) if seed is None else None
+        in_order = jnp.arange(num_rows, dtype=jnp.int32)
         trainable = network.trainable_variables
         non_trainable = network.non_trainable_variables
         optimizer_variables = optimizer.variables
 
         logs: dict[str, float] = {}
+        callbacks = spec.callbacks
         callbacks.on_train_begin()
-        for epoch in range(initial_epoch, epochs):
+        for epoch in range(spec.initial_epoch, spec.epochs):
             callbacks.on_epoch_begin(epoch)
-            order = in_order if seed is None else epoch_order(num_rows, seed, epoch)
+            if in_memory:
+                order = source.order(epoch, spec.seed)
+                order = in_order if order is None else order
+            else:
+                data, order = _epoch_arrays(source, epoch, spec), in_order
             seen: set[int] = set()
             state = tuple(
                 _values(variables, seen)
@@ -485,11 +469,23 @@ def fit(
             if network.stop_training:
                 break
         callbacks.on_train_end(logs)
-    finally:
-        if previous_optimizer is _MISSING:
-            del network.optimizer
-        else:
-            network.optimizer = previous_optimizer
+
+
+def _epoch_arrays(source: BatchSource, epoch: int, spec: FitSpec) -> tuple:
+    """One epoch of a source's batches, concatenated in their order, on the device."""
+    batches = list(source.batches(epoch, batch_size=spec.batch_size, seed=spec.seed))
+    x, y, weights = (list(part) for part in zip(*batches, strict=True))
+    if sum(len(rows) for rows in x) != source.num_rows:
+        raise ValueError(
+            f"A batch source must give each of its rows once per epoch. Received: "
+            f"{sum(len(rows) for rows in x)} rows in epoch {epoch} from a source with "
+            f"num_rows={source.num_rows}"
+        )
+    weights = None if any(w is None for w in weights) else np.concatenate(weights)
+    return (_device(np.concatenate(x)), _device(np.concatenate(y)), _device(weights))
+
+
+ENGINE = JaxEngine()
 
 
 def _device(array: np.ndarray | None) -> Any:

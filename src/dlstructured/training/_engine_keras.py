@@ -1,8 +1,11 @@
 """The generic training engine: Keras's own ``fit``, on any backend.
 
-It feeds the batches itself, in an order that depends only on ``(seed, epoch)``, so a run is
-repeatable without touching any global random state and a resumed run sees the same order as an
-uninterrupted one.
+It implements ``contract.Engine``. The batches come from the ``BatchSource``, for the epoch
+that ``on_epoch_begin`` names (not a count of Keras's ``on_epoch_end`` calls on the data,
+which Keras also makes once before the first epoch), so a run is repeatable without touching
+any global random state, draws the same rows per epoch as the JAX engine, and a resumed run sees
+the same order as an uninterrupted one. On TensorFlow an ``ArraySource`` becomes one tf.data
+pipeline instead, far cheaper per epoch than a Python data source.
 """
 
 from __future__ import annotations
@@ -10,87 +13,91 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import numpy as np
 
+from dlstructured.training.contract import (
+    ArraySource,
+    BatchSource,
+    FitSpec,
+    compile_like_every_engine,
+    epoch_order,
+)
 
-def epoch_order(num_rows: int, seed: int | None, epoch: int) -> np.ndarray | None:
-    """Row order of one epoch: a permutation fixed by ``(seed, epoch)``, or ``None`` (in order)."""
-    if seed is None:
-        return None
-    return np.random.default_rng((seed, epoch)).permutation(num_rows).astype(np.int32)
+__all__ = ["ENGINE", "KerasEngine", "epoch_order"]
 
 
 class _Batches(keras.utils.PyDataset):
-    """Batches of ``(x, y[, sample_weight])`` in the order of ``epoch_order``."""
+    """The batches of a ``BatchSource`` for the epoch ``_EpochFollower`` sets."""
 
-    def __init__(self, x, y, sample_weight, batch_size, seed, initial_epoch):
+    def __init__(self, source: BatchSource, batch_size: int, seed: int | None, epoch: int):
         super().__init__()
-        self.x, self.y, self.sample_weight = x, y, sample_weight
-        self.batch_size, self.seed = batch_size, seed
-        self.epoch = initial_epoch
-        self.order = epoch_order(len(x), seed, initial_epoch)
+        self.source, self.batch_size, self.seed = source, batch_size, seed
+        self.epoch = epoch
+        self._cached: tuple[int, list] | None = None
 
     def __len__(self) -> int:
-        return -(-len(self.x) // self.batch_size)
+        return -(-self.source.num_rows // self.batch_size)
 
     def __getitem__(self, index: int):
-        rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
-        if self.order is not None:
-            rows = self.order[rows]
-        batch = (self.x[rows], self.y[rows])
-        if self.sample_weight is not None:
-            batch += (self.sample_weight[rows],)
-        return batch
-
-    def on_epoch_end(self) -> None:
-        self.epoch += 1
-        self.order = epoch_order(len(self.x), self.seed, self.epoch)
+        if self._cached is None or self._cached[0] != self.epoch:
+            batches = self.source.batches(self.epoch, batch_size=self.batch_size, seed=self.seed)
+            self._cached = (self.epoch, list(batches))
+        x, y, weights = self._cached[1][index]
+        return (x, y) if weights is None else (x, y, weights)
 
 
-def fit(
-    network: Any,
-    *,
-    x: np.ndarray,
-    y: np.ndarray,
-    sample_weight: np.ndarray | None,
-    validation: tuple | None,
-    loss: Any,
-    metrics: list,
-    optimizer: Any,
-    epochs: int,
-    initial_epoch: int,
-    batch_size: int,
-    seed: int | None,
-    callbacks: Any,
-) -> None:
-    """Train ``network`` in place with ``keras.Model.fit``; see ``training.train`` for arguments."""
-    network.compile(optimizer=optimizer, loss=loss, metrics=metrics)
-    validation_data = None
-    if validation is not None:
-        x_valid, y_valid, w_valid = validation
-        validation_data = (x_valid, y_valid) if w_valid is None else (x_valid, y_valid, w_valid)
-    steps = -(-len(x) // batch_size)
-    if keras.backend.backend() == "tensorflow":
-        # A tf.data pipeline built once is far cheaper per epoch than a Python data source.
-        batches = _tensorflow_batches(x, y, sample_weight, batch_size, seed, initial_epoch, epochs)
-        if validation_data is not None:
-            validation_data = _tensorflow_validation(validation_data, max(batch_size, 1024))
-    else:
-        batches = _Batches(x, y, sample_weight, batch_size, seed, initial_epoch)
-    extra = {} if validation_data is None or not isinstance(validation_data, tuple) else {
-        "validation_batch_size": max(batch_size, 1024)
-    }
-    network.fit(
-        batches,
-        steps_per_epoch=steps,
-        epochs=epochs,
-        initial_epoch=initial_epoch,
-        validation_data=validation_data,
-        callbacks=list(callbacks.callbacks),
-        shuffle=False,
-        verbose=0,
-        **extra,
-    )
+class _EpochFollower(keras.callbacks.Callback):
+    """Tells the batches which epoch begins."""
+
+    def __init__(self, batches: _Batches):
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.epoch = epoch
+
+
+class KerasEngine:
+    """Trains with ``keras.Model.fit``; see ``contract.Engine``."""
+
+    name = "keras"
+
+    def fit(self, network: Any, source: BatchSource, spec: FitSpec) -> None:
+        """Train ``network`` in place on ``source`` as ``spec`` says."""
+        compile_like_every_engine(network, spec)
+        validation_data = None
+        if spec.validation is not None:
+            x_valid, y_valid, w_valid = spec.validation
+            validation_data = (x_valid, y_valid) if w_valid is None else (x_valid, y_valid, w_valid)
+        steps = -(-source.num_rows // spec.batch_size)
+        callbacks = list(spec.callbacks.callbacks)
+        validation_batch_size = max(spec.batch_size, 1024)
+        extra = {}
+        if keras.backend.backend() == "tensorflow" and isinstance(source, ArraySource):
+            batches = _tensorflow_batches(
+                source.x, source.y, source.sample_weight, spec.batch_size, spec.seed,
+                spec.initial_epoch, spec.epochs,
+            )
+            if validation_data is not None:
+                validation_data = _tensorflow_validation(validation_data, validation_batch_size)
+        else:
+            batches = _Batches(source, spec.batch_size, spec.seed, spec.initial_epoch)
+            callbacks.insert(0, _EpochFollower(batches))
+            if validation_data is not None:
+                extra["validation_batch_size"] = validation_batch_size
+        network.fit(
+            batches,
+            steps_per_epoch=steps,
+            epochs=spec.epochs,
+            initial_epoch=spec.initial_epoch,
+            validation_data=validation_data,
+            callbacks=callbacks,
+            shuffle=False,
+            verbose=0,
+            **extra,
+        )
+
+
+ENGINE = KerasEngine()
 
 
 def _tensorflow_batches(x, y, sample_weight, batch_size, seed, initial_epoch, epochs):

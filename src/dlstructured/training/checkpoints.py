@@ -28,7 +28,7 @@ import secrets
 import shutil
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +36,8 @@ import keras
 import numpy as np
 
 from dlstructured import _io
-from dlstructured._backend import variable_to_numpy
 from dlstructured.errors import CheckpointError
+from dlstructured.training.state import TrainingState, restore_weights, snapshot_weights
 
 FORMAT_VERSION = 1
 POINTER_FILE = "checkpoint.json"
@@ -82,10 +82,6 @@ def save_model_atomically(model: Any, path: str | os.PathLike) -> None:
         warnings.filterwarnings("ignore", message=r"__array__ implementation doesn't accept",
                                 category=DeprecationWarning)
         model.save(temporary)
-
-
-def _host_values(variables: list) -> list[np.ndarray]:
-    return [variable_to_numpy(v) for v in variables]
 
 
 # --------------------------------------------------------------------------------------------
@@ -138,6 +134,21 @@ class CheckpointState:
         by_id = {id(v): value for v, value in zip(network.variables, self.variables, strict=True)}
         return [by_id[id(v)] for v in subset]
 
+    def training_state(self, network: Any) -> TrainingState:
+        """The training loop's state this checkpoint holds, for ``network`` (whose weights
+        are the best ones when the best epoch is the last one completed)."""
+        if self.best_is_current:
+            best_weights = [np.array(v) for v in self.variables_of(network.weights, network)]
+        elif self.best_weights is not None:
+            best_weights = [np.array(value) for value in self.best_weights]
+        else:
+            best_weights = None
+        return TrainingState(
+            epoch=self.epoch, seed=self.seed, rows=[dict(row) for row in self.rows],
+            best=self.best, best_epoch=self.best_epoch, wait=self.wait,
+            stopped_early=self.stopped_early, best_weights=best_weights,
+        )
+
     @property
     def finished(self) -> bool:
         """Whether the run had ended (all epochs run, or stopped early)."""
@@ -147,7 +158,7 @@ class CheckpointState:
 class CheckpointWriter(keras.callbacks.Callback):
     """Write the best model and the latest training state to a folder as training goes.
 
-    ``train(..., checkpoint_dir=folder)`` adds one; it reads the early-stopping state from the
+    ``train(..., checkpoint_dir=folder)`` adds one; it reads the ``TrainingState`` of the
     training monitor that runs before it. It works on every engine, since engines send
     ``on_epoch_end`` with the model's variables up to date.
 
@@ -160,8 +171,8 @@ class CheckpointWriter(keras.callbacks.Callback):
 
     Args:
         directory: The checkpoint folder (created if missing).
-        tracker: The object that tracks the run: attributes ``rows``, ``monitor``, ``best``,
-            ``best_epoch``, ``wait``, ``best_weights``, ``stopped_early``, ``diverged_epoch``.
+        tracker: The object that tracks the run: attributes ``state`` (a ``TrainingState``),
+            ``monitor`` (the monitored quantity) and ``diverged_epoch``.
         save_model: The model saved as ``best.keras`` (a ``TabularModel`` or the network).
         optimizer: The optimizer whose variables are saved.
         seed: The shuffle seed of the run.
@@ -189,7 +200,7 @@ class CheckpointWriter(keras.callbacks.Callback):
         if self.tracker.diverged_epoch is not None:
             return  # keep the last finite state; a resumed run repeats the epoch
         self._pending = epoch + 1
-        if self.tracker.best_epoch == self._pending:
+        if self.tracker.state.best_epoch == self._pending:
             self._best_changed = True
         if time.monotonic() >= self._next_write:
             self.flush()
@@ -212,46 +223,37 @@ class CheckpointWriter(keras.callbacks.Callback):
         self._next_write = finished + self.WRITE_SHARE_FACTOR * (finished - started)
 
     def _save_best(self, done: int) -> None:
-        tracker, network = self.tracker, self.model
-        if tracker.best_epoch == done or tracker.best_weights is None:
+        state, network = self.tracker.state, self.model
+        if state.best_epoch == done or state.best_weights is None:
             save_model_atomically(self.save_model, self.directory / BEST_MODEL_FILE)
             return
         # The best epoch is behind the current weights: save it, then put them back.
-        current = [variable_to_numpy(v) for v in network.weights]
-        for variable, value in zip(network.weights, tracker.best_weights, strict=True):
-            variable.assign(value)
+        current = snapshot_weights(network.weights)
+        restore_weights(network.weights, state.best_weights)
         try:
             save_model_atomically(self.save_model, self.directory / BEST_MODEL_FILE)
         finally:
-            for variable, value in zip(network.weights, current, strict=True):
-                variable.assign(value)
+            restore_weights(network.weights, current)
 
     def _write_state(self, done: int) -> None:
-        tracker, network = self.tracker, self.model
+        state, network = self.tracker.state, self.model
         name = f"state-{done:06d}-{secrets.token_hex(4)}"
         folder = self.directory / name
         temporary = self.directory / f"{_io.TEMPORARY_PREFIX}{name}"
         try:
             temporary.mkdir()
-            _write_npz(temporary / "variables.npz", _host_values(network.variables))
+            _write_npz(temporary / "variables.npz", snapshot_weights(network.variables))
             optimizer_variables = list(self.optimizer.variables) if self.optimizer.built else []
-            _write_npz(temporary / "optimizer.npz", _host_values(optimizer_variables))
-            best_is_current = tracker.best_epoch == done
-            if tracker.best_weights is not None and not best_is_current:
-                _write_npz(temporary / "best_weights.npz", tracker.best_weights)
-            best = tracker.best
+            _write_npz(temporary / "optimizer.npz", snapshot_weights(optimizer_variables))
+            best_is_current = state.best_epoch == done
+            if state.best_weights is not None and not best_is_current:
+                _write_npz(temporary / "best_weights.npz", state.best_weights)
             _write_json(temporary / STATE_FILE, {
                 "format_version": FORMAT_VERSION,
-                "epoch": done,
+                **replace(state, epoch=done, seed=self.seed).to_dict(),
                 "epochs": self.epochs,
-                "seed": self.seed,
-                "monitor": tracker.monitor,
-                "best": None if best is None else float(best),
-                "best_epoch": tracker.best_epoch,
+                "monitor": self.tracker.monitor,
                 "best_is_current": best_is_current,
-                "wait": tracker.wait,
-                "stopped_early": bool(tracker.stopped_early),
-                "rows": [{k: float(v) for k, v in row.items()} for row in tracker.rows[:done]],
                 "variable_paths": [v.path for v in network.variables],
                 "optimizer_paths": [v.path for v in optimizer_variables],
                 "backend": keras.backend.backend(),
@@ -394,26 +396,29 @@ class _Renamed:
         self.shape = variable.shape
 
 
-def restore_checkpoint(state: CheckpointState, network: Any, optimizer: Any, tracker: Any) -> int:
-    """Put a checkpoint's state back into a network, its optimizer and the run's tracker.
+def restore_checkpoint(
+    state: CheckpointState, network: Any, optimizer: Any, *, monitor: str
+) -> TrainingState:
+    """Put a checkpoint's variables back into a network and its optimizer.
 
     Args:
         state: From ``read_checkpoint``.
         network: The network being trained (built like the one that wrote the checkpoint).
         optimizer: The run's optimizer (built here if needed).
-        tracker: The training monitor (history rows, early-stopping state, best weights).
+        monitor: The quantity this run monitors (it must be the checkpoint's).
 
     Returns:
-        The number of epochs already completed: the ``initial_epoch`` to resume at.
+        The ``TrainingState`` to continue from: its ``epoch`` is the ``initial_epoch``.
 
     Raises:
-        CheckpointError: If the network or optimizer does not match the checkpoint.
+        CheckpointError: If the network, optimizer or monitored quantity does not match the
+            checkpoint.
     """
     directory = state.folder.parent
-    if state.monitor != tracker.monitor:
+    if state.monitor != monitor:
         raise CheckpointError(
             f"The checkpoint in {str(directory)!r} monitored {state.monitor!r}, this run "
-            f"monitors {tracker.monitor!r}: resume with the same validation data and early "
+            f"monitors {monitor!r}: resume with the same validation data and early "
             "stopping as the interrupted run."
         )
     _check_matches(directory, state.variable_paths, state.variables, network.variables)
@@ -426,22 +431,9 @@ def restore_checkpoint(state: CheckpointState, network: Any, optimizer: Any, tra
             state.optimizer_variables,
             [_Renamed(v) for v in optimizer.variables],
         )
-        for variable, value in zip(optimizer.variables, state.optimizer_variables, strict=True):
-            variable.assign(value)
-    for variable, value in zip(network.variables, state.variables, strict=True):
-        variable.assign(value)
-    tracker.rows = [dict(row) for row in state.rows]
-    tracker.best = state.best
-    tracker.best_epoch = state.best_epoch
-    tracker.wait = state.wait
-    tracker.stopped_early = state.stopped_early
-    tracker.current_epoch = state.epoch
-    if state.best_is_current:
-        saved = state.variables_of(network.weights, network)
-        tracker.best_weights = [np.array(value) for value in saved]
-    elif state.best_weights is not None:
-        tracker.best_weights = [np.array(value) for value in state.best_weights]
-    return state.epoch
+        restore_weights(optimizer.variables, state.optimizer_variables)
+    restore_weights(network.variables, state.variables)
+    return state.training_state(network)
 
 
 def load_checkpoint(directory: str | os.PathLike) -> Any:
@@ -493,52 +485,3 @@ __all__ = [
     "restore_checkpoint",
     "save_model_atomically",
 ]
-
-
-def state_to_resume(checkpoint_dir: Any, resume: Any, seed: int | None):
-    """Check ``train``'s checkpoint arguments; read the state to resume from, if asked.
-
-    Args:
-        checkpoint_dir: ``train``'s ``checkpoint_dir``.
-        resume: ``train``'s ``resume``.
-        seed: ``train``'s (checked) ``seed``.
-
-    Returns:
-        ``(state, seed)``: the ``CheckpointState`` (``None`` when not resuming) and the seed
-        the run must use (the interrupted run's when resuming).
-
-    Raises:
-        TypeError: If ``checkpoint_dir`` is not a path or ``resume`` not a bool.
-        ValueError: If ``resume=True`` without ``checkpoint_dir``, or ``seed`` differs from the
-            interrupted run's.
-        CheckpointError: If the folder holds no readable checkpoint.
-    """
-    from dlstructured._checks import check_bool
-
-    if checkpoint_dir is not None:
-        _check_directory(checkpoint_dir)
-    if not check_bool("resume", resume):
-        return None, seed
-    if checkpoint_dir is None:
-        raise ValueError(
-            "`resume=True` needs `checkpoint_dir`, the folder of the run to continue. "
-            "Received: checkpoint_dir=None"
-        )
-    try:
-        state = read_checkpoint(checkpoint_dir)
-    except CheckpointError as error:
-        raise CheckpointError(
-            f"`resume=True` needs a completed checkpoint in `checkpoint_dir`: {error} Train "
-            "without resume=True, or give the folder of the run to continue. Received: "
-            f"checkpoint_dir={str(checkpoint_dir)!r}"
-        ) from error
-    if seed is not None and seed != state.seed:
-        raise ValueError(
-            f"`seed` must be the interrupted run's seed ({state.seed}) or None to resume it. "
-            f"Received: seed={seed}"
-        )
-    return state, state.seed
-
-
-def no_epochs_left(network: Any, **arguments: Any) -> None:
-    """The engine ``train`` runs when a resumed run had already ended: it trains nothing."""

@@ -9,6 +9,7 @@ the best weights and returns a ``TrainingResult`` of plain data.
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -19,7 +20,6 @@ import keras
 import numpy as np
 import pandas as pd
 
-from dlstructured._backend import variable_to_numpy
 from dlstructured._checks import (
     check_bool,
     check_choice,
@@ -27,15 +27,19 @@ from dlstructured._checks import (
     check_int,
     check_optional_seed,
 )
+from dlstructured.errors import CheckpointError
 from dlstructured.tasks import (
     TaskPolicy,
     as_loss_object,
     as_metric_objects,
     get_task,
+    monitor_mode,
     task_from_activation,
 )
 from dlstructured.training import checkpoints
+from dlstructured.training.contract import ArraySource, Engine, FitSpec
 from dlstructured.training.progress import EpochProgress
+from dlstructured.training.state import TrainingState, restore_weights, snapshot_weights
 
 ENGINES = ("auto", "keras", "jax")
 DIVERGENCE_ADVICE = (
@@ -175,47 +179,43 @@ class TrainingResult:
 # Callbacks shared by every engine
 
 
-def _snapshot(model: Any) -> list[np.ndarray]:
-    """A host copy of every variable of ``model`` (weights, batch-norm statistics, seed states)."""
-    return [variable_to_numpy(v) for v in model.weights]
-
-
-def _restore(model: Any, snapshot: list[np.ndarray]) -> None:
-    for variable, value in zip(model.weights, snapshot, strict=True):
-        variable.assign(value)
-
-
 class _Monitor(keras.callbacks.Callback):
-    """Records each epoch, stops on divergence, stops early and keeps the best weights."""
+    """Records each epoch, stops on divergence, stops early and keeps the best weights.
 
-    def __init__(self, monitor: str, mode: str, early_stopping: EarlyStopping | None):
+    Its progress is ``state``, a ``TrainingState`` (what checkpoints write and resume from).
+    """
+
+    def __init__(self, monitor: str, mode: str, early_stopping: EarlyStopping | None,
+                 seed: int | None = None):
         super().__init__()
         self.monitor = monitor
         self.mode = mode
         self.early_stopping = early_stopping
-        self.rows: list[dict[str, float]] = []
-        self.best: float | None = None
-        self.best_epoch: int | None = None
-        self.best_weights: list[np.ndarray] | None = None
-        self.wait = 0
-        self.stopped_early = False
+        self.state = TrainingState(seed=seed)
         self.diverged_epoch: int | None = None
         self.current_epoch = 0
+
+    def resume_from(self, state: TrainingState) -> None:
+        """Continue from a saved ``TrainingState`` (its epochs count as completed)."""
+        self.state = state
+        self.current_epoch = state.epoch
 
     def on_epoch_begin(self, epoch, logs=None):
         self.current_epoch = epoch + 1
 
     def _improved(self, value: float) -> bool:
-        if self.best is None:
+        if self.state.best is None:
             return True
         delta = self.early_stopping.min_delta if self.early_stopping else 0.0
         if self.mode == "min":
-            return value < self.best - delta
-        return value > self.best + delta
+            return value < self.state.best - delta
+        return value > self.state.best + delta
 
     def on_epoch_end(self, epoch, logs=None):
+        state = self.state
         logs = {name: float(value) for name, value in (logs or {}).items()}
-        self.rows.append(logs)
+        state.rows.append(logs)
+        state.epoch = epoch + 1
         if not all(math.isfinite(logs.get(name, 0.0)) for name in ("loss", "val_loss")):
             self.diverged_epoch = epoch + 1
             self.model.stop_training = True
@@ -228,12 +228,12 @@ class _Monitor(keras.callbacks.Callback):
                 f"Pick one of: {available}. Received: monitor={self.monitor!r}"
             )
         if self._improved(value):
-            self.best, self.best_epoch, self.wait = value, epoch + 1, 0
-            self.best_weights = _snapshot(self.model)
+            state.best, state.best_epoch, state.wait = value, epoch + 1, 0
+            state.best_weights = snapshot_weights(self.model.weights)
             return
-        self.wait += 1
-        if self.early_stopping is not None and self.wait >= self.early_stopping.patience:
-            self.stopped_early = True
+        state.wait += 1
+        if self.early_stopping is not None and state.wait >= self.early_stopping.patience:
+            state.stopped_early = True
             self.model.stop_training = True
 
 
@@ -483,7 +483,7 @@ def _reset_dropout_seeds(network: Any, seed: int) -> None:
         variable.assign(value.reshape(variable.shape))
 
 
-def _select_engine(engine: str):
+def _select_engine(engine: str) -> Engine:
     backend = keras.backend.backend()
     if engine == "jax" and backend != "jax":
         raise ValueError(
@@ -500,10 +500,10 @@ def _select_engine(engine: str):
                     f"'keras'. Received: engine={engine!r}"
                 ) from error
         else:
-            return "jax", _engine_jax.fit
+            return _engine_jax.ENGINE
     from dlstructured.training import _engine_keras
 
-    return "keras", _engine_keras.fit
+    return _engine_keras.ENGINE
 
 
 def _to_original_units(history: pd.DataFrame, policy: TaskPolicy, scale: float) -> pd.DataFrame:
@@ -658,20 +658,73 @@ def train(
     seed = check_optional_seed("seed", seed)
     check_choice("engine", engine, ENGINES)
     check_choice("on_interrupt", on_interrupt, ("return", "raise"))
-    resumed, seed = checkpoints.state_to_resume(checkpoint_dir, resume, seed)
+    resumed, seed = _checkpoint_to_resume(checkpoint_dir, resume, seed)
     shuffle_seed = seed if seed is not None else int(np.random.default_rng().integers(2**31))
     stopping = _resolve_early_stopping(early_stopping)
-    if task is not None:
-        get_task(task)
-    if valid_fraction is not None:
-        valid_fraction = check_float(
-            "valid_fraction",
-            valid_fraction,
-            minimum=0.0,
-            maximum=1.0,
-            min_inclusive=False,
-            max_inclusive=False,
+    _check_callbacks(callbacks)
+
+    data = _training_data(
+        network, x, y, task=task, validation_data=validation_data,
+        valid_fraction=valid_fraction, sample_weight=sample_weight, class_weight=class_weight,
+        shuffle_seed=shuffle_seed,
+    )
+    policy = data.policy
+    metric_objects = as_metric_objects(metrics, policy.name)
+    loss_object, metric_objects = _loss_and_metrics(
+        network, policy, loss, metric_objects, label_smoothing
+    )
+    monitor = (stopping.monitor if stopping and stopping.monitor else None) or (
+        "val_loss" if data.validation is not None else "loss"
+    )
+    watcher = _Monitor(monitor, monitor_mode(monitor, metric_objects), stopping, shuffle_seed)
+    rate = _learning_rate(learning_rate_schedule, learning_rate, epochs, data.num_rows,
+                          batch_size)
+    optimizer = _make_optimizer(optimizer, rate, adam_beta_2)
+    callback_list = _callback_list(
+        network, watcher, callbacks, checkpoint_dir=checkpoint_dir, save_model=model,
+        optimizer=optimizer, seed=shuffle_seed, epochs=epochs, verbose=verbose,
+        loss_scale=data.unit_scale if policy.name == "regression" else 1.0,
+    )
+    _reset_dropout_seeds(network, shuffle_seed)
+    selected = _select_engine(engine)
+    if resumed is not None:
+        watcher.resume_from(
+            checkpoints.restore_checkpoint(resumed, network, optimizer, monitor=monitor)
         )
+    spec = FitSpec(
+        loss=loss_object, metrics=tuple(metric_objects), optimizer=optimizer, epochs=epochs,
+        batch_size=batch_size, callbacks=callback_list, initial_epoch=watcher.state.epoch,
+        seed=shuffle_seed, validation=data.validation,
+    )
+    fit_started = time.perf_counter()
+    interrupted_epoch = _run_engine(selected, network, data.source, spec, watcher, on_interrupt)
+    fit_time = time.perf_counter() - fit_started
+    _keep_best_weights(network, watcher, stopping, interrupted_epoch)
+    return _result(
+        model, watcher, policy, data.unit_scale, interrupted_epoch, engine=selected.name,
+        wall_time=time.perf_counter() - started, fit_time=fit_time,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The steps of ``train``
+
+
+@dataclass(frozen=True)
+class _TrainingData:
+    """The checked training rows (as a batch source), validation rows, task and target unit."""
+
+    source: ArraySource
+    validation: tuple | None
+    policy: TaskPolicy
+    unit_scale: float
+
+    @property
+    def num_rows(self) -> int:
+        return self.source.num_rows
+
+
+def _check_callbacks(callbacks: Any) -> None:
     if callbacks is not None and (
         isinstance(callbacks, keras.callbacks.Callback)
         or not all(isinstance(c, keras.callbacks.Callback) for c in callbacks)
@@ -681,7 +734,50 @@ def train(
             f"Received: callbacks={callbacks!r}"
         )
 
-    # Data ------------------------------------------------------------------------------
+
+def _checkpoint_to_resume(checkpoint_dir: Any, resume: Any, seed: int | None):
+    """``(state, seed)``: the checkpoint to resume (``None`` when not resuming) and the seed the
+    run must use (the interrupted run's when resuming)."""
+    if checkpoint_dir is not None and not isinstance(checkpoint_dir, (str, os.PathLike)):
+        raise TypeError(
+            f"`checkpoint_dir` must be a folder path (str or os.PathLike). "
+            f"Received: checkpoint_dir={checkpoint_dir!r}"
+        )
+    if not check_bool("resume", resume):
+        return None, seed
+    if checkpoint_dir is None:
+        raise ValueError(
+            "`resume=True` needs `checkpoint_dir`, the folder of the run to continue. "
+            "Received: checkpoint_dir=None"
+        )
+    try:
+        state = checkpoints.read_checkpoint(checkpoint_dir)
+    except CheckpointError as error:
+        raise CheckpointError(
+            f"`resume=True` needs a completed checkpoint in `checkpoint_dir`: {error} Train "
+            "without resume=True, or give the folder of the run to continue. Received: "
+            f"checkpoint_dir={str(checkpoint_dir)!r}"
+        ) from error
+    if seed is not None and seed != state.seed:
+        raise ValueError(
+            f"`seed` must be the interrupted run's seed ({state.seed}) or None to resume it. "
+            f"Received: seed={seed}"
+        )
+    return state, state.seed
+
+
+def _training_data(
+    network: Any, x: Any, y: Any, *, task: Any, validation_data: Any, valid_fraction: Any,
+    sample_weight: Any, class_weight: Any, shuffle_seed: int,
+) -> _TrainingData:
+    """Check the data arguments of ``train`` and turn them into its training rows."""
+    if task is not None:
+        get_task(task)
+    if valid_fraction is not None:
+        valid_fraction = check_float(
+            "valid_fraction", valid_fraction, minimum=0.0, maximum=1.0,
+            min_inclusive=False, max_inclusive=False,
+        )
     classes = _output_units(network)
     unit_scale = 1.0
     validation = None
@@ -691,15 +787,14 @@ def train(
                 "`y` must be None when `x` is prepared data: the targets come from it. "
                 "Received: y of type " + type(y).__name__
             )
-        data = x
-        task_name = task or data.task
-        x_train = np.ascontiguousarray(data.x_train, dtype="float32")
-        y_train = _as_targets("y", data.y_train, task_name, len(x_train), classes)
-        unit_scale = float(getattr(data, "target_unit_scale", 1.0) or 1.0)
-        if data.x_valid is not None and validation_data is None and valid_fraction is None:
+        task_name = task or x.task
+        x_train = np.ascontiguousarray(x.x_train, dtype="float32")
+        y_train = _as_targets("y", x.y_train, task_name, len(x_train), classes)
+        unit_scale = float(getattr(x, "target_unit_scale", 1.0) or 1.0)
+        if x.x_valid is not None and validation_data is None and valid_fraction is None:
             validation = (
-                np.ascontiguousarray(data.x_valid, dtype="float32"),
-                _as_targets("y_valid", data.y_valid, task_name, len(data.x_valid), classes),
+                np.ascontiguousarray(x.x_valid, dtype="float32"),
+                _as_targets("y_valid", x.y_valid, task_name, len(x.x_valid), classes),
                 None,
             )
     else:
@@ -707,7 +802,6 @@ def train(
         x_train = _as_features("x", x)
         y_train = _as_targets("y", y, task_name, len(x_train), classes)
     policy = get_task(task_name)
-    metric_objects = as_metric_objects(metrics, policy.name)
 
     weights = None
     if sample_weight is not None:
@@ -756,78 +850,72 @@ def train(
             f"{x_train.shape[1]}: they must match. Received: validation_data[0] of shape "
             f"{tuple(validation[0].shape)}"
         )
+    return _TrainingData(ArraySource(x_train, y_train, weights), validation, policy, unit_scale)
 
-    # Training set-up ---------------------------------------------------------------------
-    monitor = (stopping.monitor if stopping and stopping.monitor else None) or (
-        "val_loss" if validation is not None else "loss"
-    )
-    mode = "max" if any(k in monitor for k in ("accuracy", "auc")) else "min"
-    watcher = _Monitor(monitor, mode, stopping)
+
+def _callback_list(
+    network: Any, watcher: _Monitor, callbacks: Any, *, checkpoint_dir: Any, save_model: Any,
+    optimizer: Any, seed: int, epochs: int, verbose: int, loss_scale: float,
+) -> Any:
+    """The callbacks every engine calls: the monitor first, then checkpoints, progress and the
+    caller's own."""
     all_callbacks: list[Any] = [watcher]
-    rate = _learning_rate(learning_rate_schedule, learning_rate, epochs, len(x_train), batch_size)
-    optimizer = _make_optimizer(optimizer, rate, adam_beta_2)
     if checkpoint_dir is not None:
         all_callbacks.append(checkpoints.CheckpointWriter(
-            checkpoint_dir, watcher, save_model=model, optimizer=optimizer, seed=shuffle_seed,
+            checkpoint_dir, watcher, save_model=save_model, optimizer=optimizer, seed=seed,
             epochs=epochs,
         ))
     if verbose:
-        all_callbacks.append(EpochProgress(
-            epochs, every_epoch=verbose == 2,
-            loss_scale=unit_scale if policy.name == "regression" else 1.0,
-        ))
+        all_callbacks.append(
+            EpochProgress(epochs, every_epoch=verbose == 2, loss_scale=loss_scale)
+        )
     all_callbacks.extend(callbacks or [])
-    callback_list = keras.callbacks.CallbackList(
+    return keras.callbacks.CallbackList(
         all_callbacks, add_history=False, add_progbar=False, model=network
     )
-    loss_object, metric_objects = _loss_and_metrics(
-        network, policy, loss, metric_objects, label_smoothing
-    )
-    _reset_dropout_seeds(network, shuffle_seed)
-    engine_name, engine_fit = _select_engine(engine)
-    initial_epoch = 0
-    if resumed is not None:
-        initial_epoch = checkpoints.restore_checkpoint(resumed, network, optimizer, watcher)
-        if initial_epoch >= epochs or watcher.stopped_early:
-            engine_fit = checkpoints.no_epochs_left
-    network.stop_training = False
 
-    fit_started = time.perf_counter()
-    interrupted_epoch = None
+
+def _run_engine(
+    engine: Engine, network: Any, source: ArraySource, spec: FitSpec, watcher: _Monitor,
+    on_interrupt: str,
+) -> int | None:
+    """Run the engine unless a resumed run had already ended; return the epoch (from 1) that
+    Ctrl-C interrupted, else ``None``."""
+    network.stop_training = False
+    if spec.initial_epoch >= spec.epochs or watcher.state.stopped_early:
+        return None
     try:
-        engine_fit(
-            network,
-            x=x_train,
-            y=y_train,
-            sample_weight=weights,
-            validation=validation,
-            loss=loss_object,
-            metrics=metric_objects,
-            optimizer=optimizer,
-            epochs=epochs,
-            initial_epoch=initial_epoch,
-            batch_size=batch_size,
-            seed=shuffle_seed,
-            callbacks=callback_list,
-        )
+        engine.fit(network, source, spec)
     except KeyboardInterrupt:
         if on_interrupt == "raise":
             raise
-        interrupted_epoch = max(watcher.current_epoch, 1)
-    fit_time = time.perf_counter() - fit_started
+        return max(watcher.current_epoch, 1)
+    return None
 
+
+def _keep_best_weights(
+    network: Any, watcher: _Monitor, stopping: EarlyStopping | None, interrupted_epoch: Any
+) -> None:
+    best_weights = watcher.state.best_weights
     restore = stopping is None or stopping.restore_best_weights
-    if watcher.best_weights is not None and (
+    if best_weights is not None and (
         watcher.diverged_epoch is not None
         or interrupted_epoch is not None
         or (stopping and restore)
     ):
-        _restore(network, watcher.best_weights)
+        restore_weights(network.weights, best_weights)
 
-    history = pd.DataFrame(watcher.rows)
+
+def _result(
+    model: Any, watcher: _Monitor, policy: TaskPolicy, unit_scale: float,
+    interrupted_epoch: int | None, *, engine: str, wall_time: float, fit_time: float,
+) -> TrainingResult:
+    """The ``TrainingResult`` of a finished run, with its warnings."""
+    state = watcher.state
+    history = pd.DataFrame(state.rows)
     history.index = pd.RangeIndex(1, len(history) + 1, name="epoch")
     history = _to_original_units(history, policy, unit_scale)
-    best_epoch = watcher.best_epoch
+    best_epoch = state.best_epoch
     best_metrics = history.loc[best_epoch].to_dict() if best_epoch else {}
     final_metrics = history.iloc[-1].to_dict() if len(history) else {}
 
@@ -837,31 +925,31 @@ def train(
             f"infinite. To fix it, {DIVERGENCE_ADVICE}. The weights of the best epoch before it "
             f"({best_epoch}) were kept.",
             TrainingDivergedWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     if interrupted_epoch is not None:
         warnings.warn(
             f"Training was interrupted at epoch {interrupted_epoch}; returning the result so far "
             f"with the weights of the best epoch ({best_epoch}).",
             TrainingInterruptedWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
 
     return TrainingResult(
         model=model,
         history=history,
         task=policy.name,
-        monitor=monitor,
+        monitor=watcher.monitor,
         best_epoch=best_epoch,
         best_metrics={k: float(v) for k, v in best_metrics.items()},
         final_metrics={k: float(v) for k, v in final_metrics.items()},
         epochs_run=len(history),
-        wall_time=time.perf_counter() - started,
+        wall_time=wall_time,
         fit_time=fit_time,
-        stopped_early=watcher.stopped_early,
+        stopped_early=state.stopped_early,
         diverged=watcher.diverged_epoch is not None,
         diverged_epoch=watcher.diverged_epoch,
         interrupted=interrupted_epoch is not None,
         interrupted_epoch=interrupted_epoch,
-        engine=engine_name,
+        engine=engine,
     )
