@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="start no trial after S seconds")
     tune.add_argument("--storage", metavar="URL", default=None,
                       help="study database to continue, e.g. sqlite:///search.db")
-    tune.add_argument("--epochs", type=_field("epochs", int), default=50, help="default: 50")
+    tune.add_argument("--epochs", type=_field("epochs"), default=50, help="default: 50")
     tune.set_defaults(func=_cmd_tune)
     return parser
 
