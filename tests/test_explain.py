@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.base import BaseEstimator, RegressorMixin
 
 from dlstructured import RunConfig, fit_table
 from dlstructured.errors import DataError
@@ -16,8 +15,9 @@ from dlstructured.errors import DataError
 BACKEND = os.environ.get("KERAS_BACKEND", "jax")
 if BACKEND not in ("jax", "tensorflow"):
     BACKEND = "jax"
-CONFIG = RunConfig(hidden_units=(16,), epochs=40, batch_size=16, learning_rate=0.01,
-                   patience=0, valid_fraction=0.2, seed=0)
+OPTIONS = dict(hidden_units=(16,), members=2, epochs=40, batch_size=16, learning_rate=0.01,
+               patience=0, valid_fraction=0.2)
+CONFIG = RunConfig(**OPTIONS, seed=0)
 
 
 def regression_frame(rows: int, seed: int) -> pd.DataFrame:
@@ -54,30 +54,18 @@ def held_out() -> pd.DataFrame:
     return regression_frame(120, seed=1)
 
 
-class EstimatorAdapter(RegressorMixin, BaseEstimator):
-    """The smallest scikit-learn estimator around a trained TabularModel: ``fit`` keeps it.
-
-    Until ``dlstructured.sklearn.TabularRegressor`` exists (another branch builds it), this
-    stands in for it; at the merge the test switches to the wrapper.
-    """
-
-    def __init__(self, model) -> None:
-        self.model = model
-
-    def fit(self, X, y):
-        return self
-
-    def predict(self, X):
-        return self.model.predict(X)
-
-
-def test_agrees_with_scikit_learns_permutation_importance(regression, held_out) -> None:
+def test_agrees_with_scikit_learns_permutation_importance(held_out) -> None:
     from scipy.stats import spearmanr
     from sklearn.inspection import permutation_importance
 
-    ours = regression.feature_importance(held_out, n_repeats=5, random_state=7)
+    from dlstructured.sklearn import TabularRegressor
+
+    train = regression_frame(300, seed=0)
+    estimator = TabularRegressor(**OPTIONS, random_state=0).fit(train.drop(columns="y"),
+                                                                train["y"])
+    ours = estimator.model_.feature_importance(held_out, n_repeats=5, random_state=7)
     features = held_out.drop(columns="y")
-    theirs = permutation_importance(EstimatorAdapter(regression), features, held_out["y"],
+    theirs = permutation_importance(estimator, features, held_out["y"],
                                     scoring="neg_mean_absolute_error", n_repeats=5,
                                     random_state=7)
     sklearn_mean = pd.Series(theirs.importances_mean, index=features.columns)
