@@ -30,7 +30,9 @@ if BACKEND not in ("jax", "tensorflow"):
 backend_independent = pytest.mark.skipif(
     BACKEND != "jax", reason="does not depend on the backend; runs in the JAX session"
 )
-TINY = ["--epochs", "3", "--hidden-units", "8,8", "--batch-size", "16", "--patience", "0"]
+# The default model, small: two members, a few epochs.
+TINY = ["--epochs", "3", "--hidden-units", "8,8", "--members", "2", "--batch-size", "16",
+        "--patience", "0"]
 
 
 def _env(**extra: str) -> dict[str, str]:

@@ -19,6 +19,7 @@ from dlstructured.models.ensemble_layers import (
     MemberMeanLoss,
     MemberMeanMetric,
     NTKDense,
+    PeriodicEmbedding,
 )
 from dlstructured.training.loop import _make_optimizer
 
@@ -46,8 +47,7 @@ def _frame(rng, rows=120):
 
 def test_builder_layer_names_parameter_count_and_uncompiled():
     f, h1, h2, k = 8, 16, 12, 4
-    model = dl.ensemble_mlp(f, hidden_units=(h1, h2), members=k, periodic_embedding=False,
-                            seed=0)
+    model = dl.ensemble_mlp(f, hidden_units=(h1, h2), members=k, seed=0)
     assert [layer.name for layer in model.layers] == [
         "features", "feature_scale", "member_adapter", "block_1_dense", "block_2_dense", "output",
     ]
@@ -55,7 +55,8 @@ def test_builder_layer_names_parameter_count_and_uncompiled():
     assert model.count_params() == expected
     # The periodic embedding: per feature 16 frequencies and phases, a 16x3 mixing map and 3
     # biases; each feature then reaches the rest as 1 + 3 numbers.
-    periodic = dl.ensemble_mlp(f, hidden_units=(h1, h2), members=k, seed=0)
+    periodic = dl.ensemble_mlp(f, hidden_units=(h1, h2), members=k, periodic_embedding=True,
+                               seed=0)
     assert [layer.name for layer in periodic.layers][1] == "periodic_embedding"
     e = 4 * f
     assert periodic.count_params() == (f * (16 + 16 + 16 * 3 + 3) + e + k * e + (e * h1 + h1)
@@ -167,10 +168,27 @@ def test_schedule_values_at_chosen_steps():
 # ----------------------------------------------------------------------- saving and training
 
 
-def test_save_load_round_trip_in_safe_mode_gives_identical_predictions(rng, tmp_path):
+def test_periodic_embedding_matches_numpy(rng):
+    x = rng.normal(size=(5, 3)).astype("float32")
+    layer = PeriodicEmbedding(frequencies=4, units=2, rate_factor=0.1, seed=0)
+    out = keras.ops.convert_to_numpy(layer(x))
+    assert out.shape == (5, 3 * (1 + 2))
+    w, b, m, c = (0.1 * keras.ops.convert_to_numpy(v) for v in
+                  (layer.frequency, layer.phase, layer.mixing, layer.mixing_bias))
+    assert abs(np.std(w) - 0.1) < 0.08  # sigma, though stored ten times larger
+    waves = np.cos(2 * math.pi * (x[..., None] * w + b))
+    mixed = np.einsum("bfk,fku->bfu", waves, m) + c
+    expected = np.concatenate([x[..., None], mixed], axis=-1).reshape(5, -1)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
+    assert PeriodicEmbedding.from_config(layer.get_config()).get_config() == layer.get_config()
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_save_load_round_trip_in_safe_mode_gives_identical_predictions(rng, tmp_path, periodic):
     data = dl.prepare(_frame(rng), "y", scaling="robust", target_scaling="standard",
                       clip_target=True, seed=0)
-    model = dl.ensemble_mlp(data, hidden_units=(8, 8), members=3, dropout_rate=0.1, seed=0)
+    model = dl.ensemble_mlp(data, hidden_units=(8, 8), members=3, dropout_rate=0.1,
+                            periodic_embedding=periodic, seed=0)
     dl.train(model, data, epochs=5, seed=0, learning_rate_schedule="log_cosine",
              early_stopping=False)
     path = tmp_path / "ensemble.keras"

@@ -20,7 +20,7 @@ import dlstructured  # noqa: E402
 from dlstructured import RunConfig  # noqa: E402
 from dlstructured.cli import main  # noqa: E402
 
-SMALL = RunConfig(epochs=2, patience=0)
+SMALL = RunConfig(model="dense", epochs=2, patience=0)  # the fastest model to search
 SPACE = {"learning_rate": ("log", 1e-3, 1e-2), "width": [4, 8]}
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -106,7 +106,7 @@ def test_the_pruner_stops_trials_early(tmp_path):
     everything = optuna.pruners.ThresholdPruner(upper=1e-12)  # every loss is over it
     with pytest.raises(ValueError, match="no trial of the search completed"):
         dlstructured.search(_table(), "y", SPACE, trials=2, storage=url, pruner=everything,
-                            config=RunConfig(epochs=6, patience=0))
+                            config=RunConfig(model="dense", epochs=6, patience=0))
     trials = _study(url).trials
     assert [t.state.name for t in trials] == ["PRUNED", "PRUNED"]
     assert [t.user_attrs["epochs_run"] for t in trials] == [1, 1]  # of 6
@@ -132,7 +132,8 @@ def started(study, trial):
     Path(sys.argv[2]).write_text(str(trial.number))
 dlstructured.search(table, "y", {"learning_rate": ("log", 1e-3, 1e-2)}, trials=3,
                     storage=sys.argv[1], callbacks=[started],
-                    config=dlstructured.RunConfig(epochs=400, patience=0, batch_size=16))
+                    config=dlstructured.RunConfig(model="dense", epochs=400, patience=0,
+                                                  batch_size=16))
 """
 
 
@@ -160,7 +161,8 @@ def test_a_killed_search_resumes_and_reruns_the_interrupted_trial(tmp_path, how)
 
     found = dlstructured.search(_table(300), "y", {"learning_rate": ("log", 1e-3, 1e-2)},
                                 trials=3, storage=url,
-                                config=RunConfig(epochs=3, patience=0, batch_size=16))
+                                config=RunConfig(model="dense", epochs=3, patience=0,
+                                                 batch_size=16))
     study = _study(url)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
     assert study.trials[2].params == interrupted
