@@ -63,8 +63,10 @@ def test_agrees_with_scikit_learns_permutation_importance(held_out) -> None:
     train = regression_frame(300, seed=0)
     estimator = TabularRegressor(**OPTIONS, random_state=0).fit(train.drop(columns="y"),
                                                                 train["y"])
-    ours = estimator.model_.feature_importance(held_out, n_repeats=5, random_state=7)
     features = held_out.drop(columns="y")
+    # The wrapper names the target "target"; the labels are given apart.
+    ours = estimator.model_.feature_importance(features, held_out["y"], n_repeats=5,
+                                               random_state=7)
     theirs = permutation_importance(estimator, features, held_out["y"],
                                     scoring="neg_mean_absolute_error", n_repeats=5,
                                     random_state=7)

@@ -20,7 +20,13 @@ from dlstructured._checks import (
     check_rate,
     check_units_sequence,
 )
-from dlstructured.models.builders import _features, _finish, _layer_seeds, _resolve_inputs
+from dlstructured.models.builders import (
+    _check_size,
+    _features,
+    _finish,
+    _layer_seeds,
+    _resolve_inputs,
+)
 from dlstructured.tasks import TASKS, get_task
 
 DEFAULT_ENSEMBLE_UNITS = (256, 256, 256)
@@ -74,7 +80,8 @@ def ensemble_mlp(
     Raises:
         TypeError: If an argument has the wrong type (the message names it).
         ValueError: If an argument has a bad value, ``num_classes`` is missing for a multiclass
-            feature count, or prepared data is of another task than ``task``.
+            feature count, prepared data is of another task than ``task``, or
+            ``hidden_units`` gives more than ``MAX_PARAMETERS`` (2**31) weights.
 
     Example:
 
@@ -119,6 +126,8 @@ def ensemble_mlp(
             output_units = check_int("num_classes", num_classes, minimum=2)
 
     check_bool("periodic_embedding", periodic_embedding)
+    # The hidden layers are shared; each member has its own output head.
+    _check_size(num_features, data, hidden_units, output_units * members)
     seeds = _layer_seeds(seed, 2 * len(hidden_units) + 2)
     model_inputs, x = _features(num_features, data, seeds[-1])
     if periodic_embedding:  # its seed comes after the others, which stay as they were
