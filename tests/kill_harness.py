@@ -47,7 +47,7 @@ from dlstructured.training.checkpoints import CheckpointWriter
 # and runs that last long enough for the kills and signals to reach them mid-training.
 CheckpointWriter.WRITE_SHARE_FACTOR = 0.0
 
-EPOCHS = 60
+EPOCHS = 200  # long enough that a signal a fraction of a second in finds training running
 SETTINGS = dict(epochs=EPOCHS, batch_size=16, valid_fraction=0.25, learning_rate=0.003, seed=4,
                 early_stopping=dlstructured.EarlyStopping(patience=25, min_delta=0.0))
 

@@ -132,7 +132,7 @@ def started(study, trial):
     Path(sys.argv[2]).write_text(str(trial.number))
 dlstructured.search(table, "y", {"learning_rate": ("log", 1e-3, 1e-2)}, trials=3,
                     storage=sys.argv[1], callbacks=[started],
-                    config=dlstructured.RunConfig(model="dense", epochs=400, patience=0,
+                    config=dlstructured.RunConfig(model="dense", epochs=3000, patience=0,
                                                   batch_size=16))
 """
 
