@@ -26,6 +26,7 @@ import numpy as np
 
 from dlstructured import binary_classifier, dense_stack
 from dlstructured.training import _engine_jax
+from dlstructured.training.contract import ArraySource, FitSpec
 
 
 def matmul_peak(size: int = 1024, repeats: int = 20) -> tuple[float, float]:
@@ -67,20 +68,19 @@ def run_engine(build, x, y, valid, loss, metrics, epochs, batch_size):
     network = build()
     timer = _Timer()
     callbacks = keras.callbacks.CallbackList([timer], model=network)
-    _engine_jax.fit(
+    _engine_jax.ENGINE.fit(
         network,
-        x=x,
-        y=y,
-        sample_weight=None,
-        validation=valid,
-        loss=loss(),
-        metrics=metrics(),
-        optimizer=keras.optimizers.Adam(),
-        epochs=epochs,
-        initial_epoch=0,
-        batch_size=batch_size,
-        seed=0,
-        callbacks=callbacks,
+        ArraySource(x, y),
+        FitSpec(
+            loss=loss(),
+            metrics=tuple(metrics()),
+            optimizer=keras.optimizers.Adam(),
+            epochs=epochs,
+            batch_size=batch_size,
+            callbacks=callbacks,
+            seed=0,
+            validation=None if valid is None else (*valid[:2], None),
+        ),
     )
     return per_epoch(timer)
 
@@ -102,7 +102,7 @@ def run_bare_program(build, x, y, valid, loss, metrics, epochs, batch_size):
         num_valid_rows=len(valid[0]),
     )
     data = (jnp.asarray(x), jnp.asarray(y), None)
-    valid_data = (jnp.asarray(valid[0]), jnp.asarray(valid[1]), None)
+    valid_data = program.validation_arrays(valid[0], valid[1], None)
     order = jnp.asarray(_engine_jax.epoch_order(len(x), 0, 0))
     state = tuple(
         _engine_jax._values(v, set())

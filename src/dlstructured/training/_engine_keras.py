@@ -26,22 +26,31 @@ __all__ = ["ENGINE", "KerasEngine", "epoch_order"]
 
 
 class _Batches(keras.utils.PyDataset):
-    """The batches of a ``BatchSource`` for the epoch ``_EpochFollower`` sets."""
+    """The batches of a ``BatchSource`` for the epoch ``_EpochFollower`` sets.
+
+    Keras asks for the batches of an epoch in order (no workers), so they are read from the
+    source's iterator one at a time: memory holds one batch, not the epoch. Asked out of order,
+    it starts the epoch's iterator again.
+    """
 
     def __init__(self, source: BatchSource, batch_size: int, seed: int | None, epoch: int):
         super().__init__()
         self.source, self.batch_size, self.seed = source, batch_size, seed
         self.epoch = epoch
-        self._cached: tuple[int, list] | None = None
+        self._reading: tuple[int, int, Any] | None = None  # (epoch, next index, iterator)
 
     def __len__(self) -> int:
         return -(-self.source.num_rows // self.batch_size)
 
     def __getitem__(self, index: int):
-        if self._cached is None or self._cached[0] != self.epoch:
+        if self._reading is None or self._reading[:2] != (self.epoch, index):
             batches = self.source.batches(self.epoch, batch_size=self.batch_size, seed=self.seed)
-            self._cached = (self.epoch, list(batches))
-        x, y, weights = self._cached[1][index]
+            self._reading = (self.epoch, 0, iter(batches))
+            for _ in range(index):
+                next(self._reading[2])
+        epoch, _, batches = self._reading
+        x, y, weights = next(batches)
+        self._reading = (epoch, index + 1, batches)
         return (x, y) if weights is None else (x, y, weights)
 
 
@@ -65,7 +74,11 @@ class KerasEngine:
         """Train ``network`` in place on ``source`` as ``spec`` says."""
         compile_like_every_engine(network, spec)
         validation_data = None
-        if spec.validation is not None:
+        if isinstance(spec.validation, BatchSource):
+            validation_data = _Batches(
+                spec.validation, max(spec.batch_size, 1024), seed=None, epoch=0
+            )
+        elif spec.validation is not None:
             x_valid, y_valid, w_valid = spec.validation
             validation_data = (x_valid, y_valid) if w_valid is None else (x_valid, y_valid, w_valid)
         steps = -(-source.num_rows // spec.batch_size)
@@ -77,12 +90,12 @@ class KerasEngine:
                 source.x, source.y, source.sample_weight, spec.batch_size, spec.seed,
                 spec.initial_epoch, spec.epochs,
             )
-            if validation_data is not None:
+            if isinstance(validation_data, tuple):
                 validation_data = _tensorflow_validation(validation_data, validation_batch_size)
         else:
             batches = _Batches(source, spec.batch_size, spec.seed, spec.initial_epoch)
             callbacks.insert(0, _EpochFollower(batches))
-            if validation_data is not None:
+            if isinstance(validation_data, tuple):
                 extra["validation_batch_size"] = validation_batch_size
         network.fit(
             batches,

@@ -37,7 +37,7 @@ from dlstructured.tasks import (
     task_from_activation,
 )
 from dlstructured.training import checkpoints
-from dlstructured.training.contract import ArraySource, Engine, FitSpec
+from dlstructured.training.contract import ArraySource, BatchSource, Engine, FitSpec
 from dlstructured.training.progress import EpochProgress
 from dlstructured.training.state import TrainingState, restore_weights, snapshot_weights
 
@@ -714,8 +714,8 @@ def train(
 class _TrainingData:
     """The checked training rows (as a batch source), validation rows, task and target unit."""
 
-    source: ArraySource
-    validation: tuple | None
+    source: BatchSource
+    validation: tuple | BatchSource | None
     policy: TaskPolicy
     unit_scale: float
 
@@ -773,6 +773,12 @@ def _training_data(
     """Check the data arguments of ``train`` and turn them into its training rows."""
     if task is not None:
         get_task(task)
+    if isinstance(x, BatchSource):
+        return _source_data(
+            network, x, y, task=task, validation_data=validation_data,
+            valid_fraction=valid_fraction, sample_weight=sample_weight,
+            class_weight=class_weight,
+        )
     if valid_fraction is not None:
         valid_fraction = check_float(
             "valid_fraction", valid_fraction, minimum=0.0, maximum=1.0,
@@ -815,11 +821,14 @@ def _training_data(
         from_classes = _class_weights_to_samples(class_weight, y_train, policy.name)
         weights = from_classes if weights is None else weights * from_classes
 
-    if validation_data is not None:
+    if isinstance(validation_data, BatchSource):
+        validation = _validation_source(validation_data)
+    elif validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
             raise TypeError(
                 "`validation_data` must be a tuple (x_valid, y_valid) or "
-                "(x_valid, y_valid, sample_weight)."
+                "(x_valid, y_valid, sample_weight), or a BatchSource. Received: "
+                f"validation_data of type {type(validation_data).__name__}"
             )
         x_valid = _as_features("validation_data[0]", validation_data[0])
         y_valid = _as_targets(
@@ -844,13 +853,57 @@ def _training_data(
             f"The model expects {network.input_shape[-1]} features but the data has "
             f"{x_train.shape[1]}. Build the model with the data's feature count."
         )
-    if validation is not None and validation[0].shape[1] != x_train.shape[1]:
+    if isinstance(validation, tuple) and validation[0].shape[1] != x_train.shape[1]:
         raise ValueError(
             f"`validation_data` has {validation[0].shape[1]} feature columns, the training data "
             f"{x_train.shape[1]}: they must match. Received: validation_data[0] of shape "
             f"{tuple(validation[0].shape)}"
         )
     return _TrainingData(ArraySource(x_train, y_train, weights), validation, policy, unit_scale)
+
+
+def _source_data(
+    network: Any, source: BatchSource, y: Any, *, task: Any, validation_data: Any,
+    valid_fraction: Any, sample_weight: Any, class_weight: Any,
+) -> _TrainingData:
+    """The training data when ``x`` is a ``BatchSource`` (a streamed table, for example): its
+    batches carry the targets and the weights, so the arguments that would give them must be
+    left out."""
+    for name, value in (("y", y), ("sample_weight", sample_weight),
+                        ("class_weight", class_weight), ("valid_fraction", valid_fraction)):
+        if value is not None:
+            raise ValueError(
+                f"`{name}` must be None when `x` is a BatchSource: its batches carry the "
+                "targets and sample weights, and validation rows come as `validation_data`. "
+                f"Received: {name}={value!r:.80}"
+            )
+    _check_rows("x", source)
+    if validation_data is not None and not isinstance(validation_data, BatchSource):
+        raise TypeError(
+            "`validation_data` must be a BatchSource (or None) when `x` is one. Received: "
+            f"validation_data of type {type(validation_data).__name__}"
+        )
+    validation = None if validation_data is None else _validation_source(validation_data)
+    policy = get_task(task or _infer_task(network))
+    return _TrainingData(source, validation, policy, 1.0)
+
+
+def _check_rows(name: str, source: BatchSource) -> None:
+    rows = source.num_rows
+    if isinstance(rows, bool) or not isinstance(rows, (int, np.integer)) or rows < 1:
+        raise ValueError(
+            f"`{name}` is a BatchSource without rows: `num_rows` must be a positive integer. "
+            f"Received: {name}.num_rows={rows!r}"
+        )
+
+
+def _validation_source(source: BatchSource) -> tuple | BatchSource:
+    """A validation ``BatchSource``: an ``ArraySource`` as its arrays (the engines' fast path),
+    any other as it is."""
+    _check_rows("validation_data", source)
+    if isinstance(source, ArraySource):
+        return (source.x, source.y, source.sample_weight)
+    return source
 
 
 def _callback_list(
@@ -876,7 +929,7 @@ def _callback_list(
 
 
 def _run_engine(
-    engine: Engine, network: Any, source: ArraySource, spec: FitSpec, watcher: _Monitor,
+    engine: Engine, network: Any, source: BatchSource, spec: FitSpec, watcher: _Monitor,
     on_interrupt: str,
 ) -> int | None:
     """Run the engine unless a resumed run had already ended; return the epoch (from 1) that
