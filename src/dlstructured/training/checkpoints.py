@@ -17,6 +17,9 @@ complete before the pointer names it, and older state folders are deleted only a
 process killed at any moment leaves the previous checkpoint intact and loadable. Only ``.keras``,
 ``.npz`` (``allow_pickle=False``) and JSON files are written: loading a checkpoint never
 unpickles anything.
+
+Under data-parallel training (``training.parallel``) only process 0 writes; every process
+resumes from the same folder, which must then be shared by all of them.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import numpy as np
 
 from dlstructured import _io
 from dlstructured.errors import CheckpointError
+from dlstructured.training import parallel
 from dlstructured.training.state import TrainingState, restore_weights, snapshot_weights
 
 FORMAT_VERSION = 1
@@ -64,7 +68,9 @@ def save_model_atomically(model: Any, path: str | os.PathLike) -> None:
     """Save a Keras model to a ``.keras`` file so that a crash never leaves a broken file.
 
     The model is saved to a temporary file in the same folder, flushed to disk and renamed over
-    ``path``; until the rename, any previous file at ``path`` stays as it was.
+    ``path``; until the rename, any previous file at ``path`` stays as it was. Under a Keras
+    distribution it saves outside it (``parallel.outside_distribution``), so process 0 can save
+    alone.
 
     Args:
         model: A ``keras.Model`` (or ``TabularModel``).
@@ -76,7 +82,8 @@ def save_model_atomically(model: Any, path: str | os.PathLike) -> None:
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"`path` must end in .keras. Received: path={str(path)!r}")
-    with _io.atomic_path(path) as temporary, warnings.catch_warnings():
+    with (_io.atomic_path(path) as temporary, warnings.catch_warnings(),
+          parallel.outside_distribution()):
         # Saving from inside `fit` on JAX makes Keras call NumPy's __array__ on its variables
         # the NumPy 1 way; NumPy 2's deprecation notice for it is Keras's to fix, not ours.
         warnings.filterwarnings("ignore", message=r"__array__ implementation doesn't accept",
@@ -191,7 +198,11 @@ class CheckpointWriter(keras.callbacks.Callback):
         self.optimizer = optimizer
         self.seed = seed
         self.epochs = epochs
-        self.directory.mkdir(parents=True, exist_ok=True)
+        # Under data-parallel training every process runs the writer; process 0 alone writes
+        # (the others would race it for the same files), and every process resumes from them.
+        self.primary = parallel.is_primary()
+        if self.primary:
+            self.directory.mkdir(parents=True, exist_ok=True)
         self._pending: int | None = None
         self._best_changed = False
         self._next_write = 0.0
@@ -210,8 +221,9 @@ class CheckpointWriter(keras.callbacks.Callback):
             self.flush()
 
     def flush(self) -> None:
-        """Write the latest epoch not yet written (and the best model, if it changed)."""
-        if self._pending is None:
+        """Write the latest epoch not yet written (and the best model, if it changed); on
+        the primary process only."""
+        if self._pending is None or not self.primary:
             return
         started = time.monotonic()
         done = self._pending

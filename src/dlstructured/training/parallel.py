@@ -18,16 +18,28 @@ its own rows, and:
 - validation uses all of each process's rows: the processes agree on the largest local count,
   and each pads its chunks with masked rows (weight 0) up to it, so the metrics are global.
 
-Only the primary process (``is_primary()``, process 0) writes checkpoints and files.
+Only the primary process (``is_primary()``, process 0) writes checkpoints and files. What it
+does alone must not start a collective the others never join: it saves models inside
+``outside_distribution()`` and puts weights back with ``assign_locally``.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-__all__ = ["LocalFeed", "ShardedFeed", "data_parallel", "feed_for", "is_primary"]
+__all__ = [
+    "LocalFeed",
+    "ShardedFeed",
+    "assign_locally",
+    "data_parallel",
+    "feed_for",
+    "is_primary",
+    "outside_distribution",
+]
 
 
 def is_primary() -> bool:
@@ -109,7 +121,7 @@ class LocalFeed:
         return values
 
     def agree(self, count: int, how: str) -> int:
-        """``count`` (one process)."""
+        """``count``: its ``"min"``, ``"max"`` or ``"sum"`` over the one process."""
         return count
 
 
@@ -193,10 +205,71 @@ class ShardedFeed:
         return [np.asarray(value) for value in multihost_utils.broadcast_one_to_all(host)]
 
     def agree(self, count: int, how: str) -> int:
-        """The ``"min"`` or ``"max"`` of ``count`` over all processes."""
+        """The ``"min"``, ``"max"`` or ``"sum"`` of ``count`` over all processes."""
         if self.process_count == 1:
             return count
         from jax.experimental import multihost_utils
 
         counts = np.asarray(multihost_utils.process_allgather(np.asarray(count, np.int64)))
-        return int(counts.min() if how == "min" else counts.max())
+        return int({"min": np.min, "max": np.max, "sum": np.sum}[how](counts))
+
+
+@contextlib.contextmanager
+def outside_distribution() -> Iterator[None]:
+    """Run a block with no Keras distribution active, then give the caller's back.
+
+    What only process 0 does (saving a model) must not create Keras variables under a
+    multi-process distribution: placing them is a collective that the other processes never
+    join, so process 0 would wait forever. In this block new variables stay on this process.
+
+    Example:
+
+    >>> from dlstructured.training.parallel import outside_distribution
+    >>> with outside_distribution():
+    ...     pass
+    """
+    import keras
+
+    current = keras.distribution.distribution() if keras.backend.backend() == "jax" else None
+    if current is None:
+        yield
+        return
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(current)
+
+
+def assign_locally(variables: list, values: list) -> None:
+    """Assign numpy ``values`` to Keras ``variables`` without a collective.
+
+    A numpy value assigned to a variable placed across processes goes through
+    ``jax.device_put``, which first checks with every process that the value is the same:
+    a collective. Here the value is put in the variable's placement from this process's copy
+    (all processes must hold the same values, as they do for snapshots of replicated weights),
+    so one process alone can assign (process 0 saving the best weights, for example).
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> from dlstructured.training.parallel import assign_locally
+    >>> variable = keras.Variable(np.zeros(2, "float32"))
+    >>> assign_locally([variable], [np.ones(2, "float32")])
+    >>> variable.numpy().tolist()
+    [1.0, 1.0]
+    """
+    import keras
+
+    jax_backend = keras.backend.backend() == "jax"
+    for variable, value in zip(variables, values, strict=True):
+        layout = getattr(variable, "_layout", None) if jax_backend else None
+        if layout is not None:
+            import jax
+
+            sharding = getattr(layout, "backend_layout", layout)
+            host = np.asarray(value, dtype=variable.dtype)
+            value = jax.make_array_from_callback(
+                host.shape, sharding, lambda index, host=host: host[index]
+            )
+        variable.assign(value)

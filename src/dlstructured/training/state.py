@@ -29,9 +29,14 @@ def snapshot_weights(variables: Any) -> list[np.ndarray]:
 
 
 def restore_weights(variables: Any, values: list[np.ndarray]) -> None:
-    """Assign ``values`` (from ``snapshot_weights``) back to ``variables``, in order."""
-    for variable, value in zip(variables, values, strict=True):
-        variable.assign(value)
+    """Assign ``values`` (from ``snapshot_weights``) back to ``variables``, in order.
+
+    Without a collective under data-parallel training (``parallel.assign_locally``), so one
+    process can do it alone.
+    """
+    from dlstructured.training.parallel import assign_locally
+
+    assign_locally(variables, values)
 
 
 @dataclass
