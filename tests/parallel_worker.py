@@ -79,7 +79,7 @@ def main(mode, out, process_id=0, num_processes=1, port=0):
     def run(engine="jax", batch_size=BATCH, validation_data=validation, **options):
         network = dense_stack(FEATURES, hidden_units=(8, 8), batch_norm=True, seed=1)
         return train(network, rows, validation_data=validation_data, epochs=EPOCHS,
-                     batch_size=batch_size, seed=SEED, early_stopping=False, engine=engine,
+                     batch_size=batch_size, seed=SEED, early_stopping=True, engine=engine,
                      **options)
 
     extra = {}

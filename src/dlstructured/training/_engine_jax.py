@@ -1,4 +1,4 @@
-"""The fast training engine for the JAX backend: each epoch runs as one compiled XLA program.
+"""The fast training engine for the JAX backend: each epoch runs as compiled XLA programs.
 
 Tabular networks are small, so on a CPU most of the time Keras's ``fit`` spends per epoch is
 Python and dispatch overhead, not arithmetic. This engine removes it while keeping the Keras model,
@@ -29,6 +29,20 @@ batch-normalization statistics as the partial batch alone (to float rounding); i
 are drawn for a full batch's rows, so they need not be the ones Keras's ``fit`` would draw for
 that step (they are as random). The row order of epoch ``e`` depends only on ``(seed, e)`` and
 is the same as the generic engine's, so both engines see the batches in the same order.
+
+Rows that are not in memory (any ``BatchSource`` other than an ``ArraySource``, a validation
+``BatchSource``, or data-parallel training) are fed in chunks, so memory is bounded by a chunk,
+not by the rows: the engine asks the source for ``CHUNK_ROWS // batch_size`` batches (at least
+one), stacks them as ``(steps, batch, features)`` and runs a compiled chunk program (a
+``jax.lax.scan`` over the steps) that carries the state, the metric states and the loss sum
+from one call to the next; the last chunk's whole batches and the partial batch (a step of its
+own, unpadded) are compiled once more. The device holds the chunk in flight while the host
+gathers the next one. Validation runs after the epoch in chunks of up to ``CHUNK_ROWS`` rows,
+padded with masked rows to equal chunks when the loss's reduction allows (else the last chunk
+is smaller and compiled once more), its sums accumulated the same way. The history is the
+in-memory path's on the same rows in the same order, to float rounding. Under a
+``keras.distribution.DataParallel`` scope the chunks are sharded over the mesh; see
+``training.parallel``.
 
 Callbacks receive the epoch-level events (``on_train_begin``, ``on_epoch_begin``,
 ``on_epoch_end`` with the logs, ``on_train_end``) but no batch-level events: batches run inside

@@ -11,6 +11,9 @@ method. ``train`` checks every argument, then hands the engine:
   ``ArraySource``);
 - ``spec``: a ``FitSpec``, every other fit argument.
 
+Under a ``keras.distribution.DataParallel`` scope (JAX) the source is this process's rows and
+``spec.batch_size`` the global batch (see ``training.parallel``).
+
 Every engine leaves the network in the same state: compiled with ``spec``'s optimizer, loss and
 metrics (so ``network.optimizer`` is the run's optimizer, and ``network.evaluate`` works), its
 variables holding the trained values, ``network.stop_training`` as the last epoch left it.
@@ -131,8 +134,9 @@ class FitSpec:
         initial_epoch: Index of the first epoch to run. Defaults to ``0``.
         seed: Fixes the row order of each epoch; ``None`` keeps the rows in order. Defaults to
             ``None``.
-        validation: ``None`` or ``(x_valid, y_valid, sample_weight_valid_or_None)``. Defaults to
-            ``None``.
+        validation: ``None``, ``(x_valid, y_valid, sample_weight_valid_or_None)``, or a
+            ``BatchSource`` of the validation rows (read in order, ``seed=None``, epoch 0).
+            Defaults to ``None``.
     """
 
     loss: Any
@@ -143,7 +147,7 @@ class FitSpec:
     callbacks: Any
     initial_epoch: int = 0
     seed: int | None = None
-    validation: tuple | None = None
+    validation: tuple | BatchSource | None = None
 
 
 @runtime_checkable

@@ -570,12 +570,18 @@ def train(
         model: A Keras model (from a builder, or any single-input model), or a ``TabularModel``,
             whose network is trained. Trained in place.
         x: Prepared data from ``dlstructured.prepare`` (then ``y``, validation and task come
-            from it), or the features as a numeric numpy array or pandas DataFrame.
+            from it), the features as a numeric numpy array or pandas DataFrame, or a
+            ``BatchSource`` (a streamed table, for example: its batches carry the targets and
+            sample weights, so ``y``, ``sample_weight``, ``class_weight`` and
+            ``valid_fraction`` stay ``None``, and the task comes from ``task`` or the model's
+            output). Under a ``keras.distribution.DataParallel`` scope on JAX, this process's
+            rows, and ``batch_size`` is the global batch.
         y: Targets (numbers; 0/1 for binary; class codes for multiclass) when ``x`` is an array.
             Defaults to ``None``.
         task: ``"regression"``, ``"binary"`` or ``"multiclass"``. Defaults to ``None``
             (inferred as above).
-        validation_data: ``(x_valid, y_valid)`` or ``(x_valid, y_valid, sample_weight)``.
+        validation_data: ``(x_valid, y_valid)``, ``(x_valid, y_valid, sample_weight)``, or a
+            ``BatchSource`` of validation rows (the only kind when ``x`` is a source).
             Defaults to ``None``.
         valid_fraction: Fraction of the rows held out for validation at random (seeded), when
             ``validation_data`` is not given. Defaults to ``None`` (no validation unless the
