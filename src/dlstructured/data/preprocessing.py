@@ -1220,7 +1220,11 @@ class TabularPreprocessor:
     # -- fitting from batches ---------------------------------------------------------------
 
     def fit_batches(
-        self, batches: Iterable[Any], *, max_categories: int | None = None
+        self,
+        batches: Iterable[Any],
+        *,
+        max_categories: int | None = None,
+        exclude: Mapping[Any, str] | None = None,
     ) -> TabularPreprocessor:
         """Fit in one pass over batches of rows, for a table too large for one frame.
 
@@ -1243,6 +1247,8 @@ class TabularPreprocessor:
                 Beyond about four times this many distinct values the counts are approximate
                 (the rarest are pruned as the pass goes). ``None`` keeps every category.
                 Defaults to ``None``.
+            exclude: Columns the batches leave out, each with its reason as
+                ``dropped_columns`` lists it (``{"id": "dropped"}``). Defaults to ``None``.
 
         Returns:
             This preprocessor, fitted.
@@ -1275,6 +1281,7 @@ class TabularPreprocessor:
             raise DataError("`batches` held no batch: there is nothing to learn from.")
         state = self._empty_state()
         state.update(fitter.target_state())
+        state["dropped"].extend([name, reason] for name, reason in (exclude or {}).items())
         notes = _FitNotes()
         fitter.entries(state, notes)
         self._conclude(state, notes)
