@@ -204,3 +204,52 @@ def test_csv_is_converted_once_and_the_input_is_untouched(tmp_path):
     assert StreamTable(stream.csv_to_parquet(csv, cache)).num_rows == 31
     with pytest.raises(DataError, match="is the CSV file's own folder"):
         stream.csv_to_parquet(csv, csv.parent)
+
+
+# --------------------------------------------------------------------------------------------
+# Streamed runs
+
+
+def _regression_folder(tmp_path, rows=240):
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"a": rng.normal(size=rows), "b": rng.uniform(0, 5, rows),
+                          "kind": rng.choice(["p", "q", "r"], rows)})
+    frame["y"] = 3 * frame["a"] - frame["b"] + (frame["kind"] == "q") * 2.0
+    return frame, _folder(tmp_path, frame, files=3, row_group=25)
+
+
+def test_fit_table_streams_a_folder_end_to_end(tmp_path):
+    from dlstructured import RunConfig, fit_table, load_model
+
+    frame, folder = _regression_folder(tmp_path)
+    out = tmp_path / "out"
+    config = RunConfig(model="dense", hidden_units=(8,), epochs=2, batch_size=32, seed=0)
+    run = fit_table(folder, "y", config, out=out)
+    valid = stream.valid_mask(np.arange(len(frame)), 0.3, 0)
+    assert run.rows == {"train": int((~valid).sum()), "valid": int(valid.sum())}
+    assert run.result.epochs_run == 2 and list(run.result.history.index) == [1, 2]
+    assert "val_loss" in run.result.history.columns
+    for name in ("model.keras", "metrics.json", "history.csv", "run.json"):
+        assert (out / name).is_file()
+    # the preprocessing is what fitting the training rows in memory makes
+    expected = TabularPreprocessor("y")
+    expected.fit_transform_parts(frame, [np.flatnonzero(~valid)], fit_rows=np.flatnonzero(~valid))
+    _close(run.model.preprocessor.get_config(), expected.get_config())
+    # the saved model predicts raw rows as the run's model does
+    loaded = load_model(out / "model.keras")
+    rows = frame.drop(columns="y").head(20)
+    np.testing.assert_allclose(loaded.predict(rows), run.model.predict(rows), rtol=1e-5)
+    network = np.asarray(run.model.network(expected.transform(rows))).reshape(-1)
+    np.testing.assert_allclose(np.asarray(loaded.predict(rows)).reshape(-1),
+                               expected.inverse_transform_target(network), rtol=1e-4)
+
+
+def test_the_default_model_on_a_streamed_table_fits_once_and_says_so(tmp_path):
+    from dlstructured import RunConfig, fit_table
+
+    _, folder = _regression_folder(tmp_path)
+    config = RunConfig(hidden_units=(8,), epochs=2, seed=0)
+    with pytest.warns(DataWarning, match=r"streamed.*trains once.*4 ensemble members instead "
+                                         r"of 8"):
+        run = fit_table(str(folder / "*.parquet"), "y", config)
+    assert run.refit_result is None and run.recipe.config.members == 4

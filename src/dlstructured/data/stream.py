@@ -47,9 +47,11 @@ __all__ = [
     "STREAM_MAX_CATEGORIES",
     "StreamSource",
     "StreamTable",
+    "StreamedData",
     "csv_to_parquet",
     "fit_preprocessor",
     "is_streamable",
+    "prepare_stream",
     "valid_mask",
 ]
 
@@ -632,3 +634,68 @@ def _cut(x: np.ndarray, y: np.ndarray, batch_size: int) -> Iterator[tuple]:
         yield (np.ascontiguousarray(x[start:start + batch_size]), y[start:start + batch_size],
                None)
 
+
+@dataclass
+class StreamedData:
+    """A streamed table made ready for training, as ``prepare`` makes a frame ready: the fitted
+    preprocessing and the two parts as batch sources. The builders take it as they take
+    ``PreparedData``.
+
+    Attributes:
+        train: The training rows.
+        valid: The validation rows, or ``None`` when there are none.
+        preprocessor: The fitted ``TabularPreprocessor``.
+    """
+
+    train: StreamSource
+    valid: StreamSource | None
+    preprocessor: Any
+
+    task = property(lambda self: self.preprocessor.task)
+    num_features = property(lambda self: self.preprocessor.num_features)
+    num_classes = property(lambda self: self.preprocessor.num_classes)
+    feature_names = property(lambda self: self.preprocessor.feature_names)
+    embeddings = property(lambda self: self.preprocessor.embeddings)
+    target = property(lambda self: self.preprocessor.target)
+    classes = property(lambda self: self.preprocessor.classes)
+    target_unit_scale = property(lambda self: self.preprocessor.target_unit_scale)
+
+    @property
+    def rows(self) -> dict[str, int]:
+        """Rows of each part: ``{"train": n, "valid": m}``."""
+        return {"train": self.train.num_rows,
+                "valid": 0 if self.valid is None else self.valid.num_rows}
+
+
+def prepare_stream(table: StreamTable, preprocessor: Any, *, valid_fraction: float, seed: int,
+                   exclude: dict[Any, str] | None = None,
+                   buffer_rows: int = DEFAULT_BUFFER_ROWS, verbose: int = 0) -> StreamedData:
+    """Fit ``preprocessor`` on ``table`` (``fit_preprocessor``) and return both parts as sources.
+
+    Args:
+        table: The table.
+        preprocessor: An unfitted ``TabularPreprocessor``, fitted in place.
+        valid_fraction: Share of validation rows (see ``valid_mask``).
+        seed: Seed of the split.
+        exclude: Columns left out, each with its reason. Defaults to ``None``.
+        buffer_rows: Rows of each source's shuffle buffer. Defaults to ``DEFAULT_BUFFER_ROWS``.
+        verbose: Show the statistics pass's progress on stderr. Defaults to ``0``.
+
+    Returns:
+        The ``StreamedData``.
+
+    Raises:
+        DataError: If the data cannot be used, or the training part is empty.
+    """
+    counts = fit_preprocessor(table, preprocessor, valid_fraction=valid_fraction, seed=seed,
+                              exclude=exclude, verbose=verbose)
+    if counts["train"] == 0:
+        raise DataError(f"the training part of {table.path!r} is empty: every row is a "
+                        "validation row or lacks a target. Use a smaller valid_fraction.")
+    options = dict(valid_fraction=valid_fraction, split_seed=seed, buffer_rows=buffer_rows)
+    train = StreamSource(table, preprocessor, part="train", num_rows=counts["train"], **options)
+    valid = None
+    if counts["valid"]:
+        valid = StreamSource(table, preprocessor, part="valid", num_rows=counts["valid"],
+                             **options)
+    return StreamedData(train, valid, preprocessor)
