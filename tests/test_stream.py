@@ -253,3 +253,42 @@ def test_the_default_model_on_a_streamed_table_fits_once_and_says_so(tmp_path):
                                          r"of 8"):
         run = fit_table(str(folder / "*.parquet"), "y", config)
     assert run.refit_result is None and run.recipe.config.members == 4
+
+
+def test_command_line_trains_on_a_folder_and_predicts_batch_by_batch(tmp_path, capsys,
+                                                                      monkeypatch):
+    import keras
+
+    from dlstructured.cli import main
+    from dlstructured.run import predict_streamed, prediction_frame
+    from dlstructured.tabular import load_model
+
+    monkeypatch.chdir(tmp_path)
+    frame, folder = _regression_folder(tmp_path)
+    backend = keras.backend.backend()
+    status = main(["train", str(folder), "--target", "y", "--model", "dense",
+                   "--hidden-units", "8", "--epochs", "2", "--out", "run", "--quiet",
+                   "--backend", backend])
+    assert status == 0, capsys.readouterr().err
+    model = tmp_path / "run" / "model.keras"
+    assert model.is_file()
+    capsys.readouterr()
+    status = main(["predict", str(model), str(folder / "*.parquet"), "--out", "pred.csv",
+                   "--backend", backend])
+    assert status == 0, capsys.readouterr().err
+    written = pd.read_csv(tmp_path / "pred.csv")
+    loaded = load_model(model)
+    expected = prediction_frame(loaded, frame)
+    assert list(written.columns) == ["prediction"] and len(written) == len(frame)
+    np.testing.assert_allclose(written["prediction"], expected["prediction"], rtol=1e-4)
+    # a CSV input streams in chunks; the input file is refused as the output
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    assert predict_streamed(loaded, tmp_path / "rows.csv", tmp_path / "p2.csv",
+                            batch_rows=50) == len(frame)
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "p2.csv")["prediction"],
+                               expected["prediction"], rtol=1e-4)
+    from dlstructured.errors import RunError
+
+    first = sorted(folder.iterdir())[0]
+    with pytest.raises(RunError, match="is the data file"):
+        predict_streamed(loaded, folder, first)

@@ -1129,9 +1129,66 @@ def prediction_frame(model: Any, frame: pd.DataFrame, *, proba: bool = False) ->
     return predictions
 
 
+def predict_streamed(model: Any, data: str | os.PathLike, path: str | os.PathLike | None, *,
+                     proba: bool = False, sep: str | None = None, encoding: str | None = None,
+                     batch_rows: int = 65_536) -> int:
+    """Write ``prediction_frame``'s columns for every row of a large table, a batch at a time.
+
+    ``data`` is a Parquet file, folder or glob (read a row group at a time) or a CSV file (read
+    ``batch_rows`` rows at a time); the CSV at ``path`` (standard output for ``None``) gets the
+    same columns as ``prediction_frame`` gives, rows in the input's order, written atomically.
+
+    Returns:
+        The number of rows predicted.
+
+    Raises:
+        RunError: If ``path`` is a folder or one of the input files.
+        DataError: If a batch cannot be read or predicted, naming the file.
+    """
+    import sys
+
+    from dlstructured.data.stream import StreamTable, is_streamable
+
+    if is_streamable(data) or Path(data).suffix.lower() in (".parquet", ".pq"):
+        table = StreamTable(data)
+        files = table.files
+        frames = (frame for _, frame in table.frames())
+    else:
+        from dlstructured.data.stream import detect_separator
+
+        files = [os.fspath(data)]
+        frames = pd.read_csv(data, sep=sep or detect_separator(Path(data), encoding),
+                             encoding=encoding, chunksize=batch_rows)
+    for name in files:
+        refuse_inputs(path, data=name)
+    if path is not None and Path(path).is_dir():
+        raise RunError(f"{str(path)!r} is a folder; give a file name such as predictions.csv")
+    rows = 0
+
+    def write(stream: Any) -> None:
+        nonlocal rows
+        for frame in frames:
+            predictions = prediction_frame(model, frame, proba=proba)
+            predictions.to_csv(stream, index=False, header=rows == 0)
+            rows += len(predictions)
+
+    if path is None:
+        write(sys.stdout)
+        return rows
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with _io.atomic_path(path) as temporary, open(temporary, "w", newline="") as stream:
+        write(stream)
+    return rows
+
+
 def default_out(data: str | os.PathLike) -> Path:
-    """The output folder of a run on the file ``data``: ``runs/<its name without suffixes>``."""
+    """The output folder of a run on the file ``data``: ``runs/<its name without suffixes>``
+    (for a glob, the name of its folder)."""
+    from dlstructured.data.stream import is_streamable
+
     name = Path(data).name
+    if is_streamable(data) and not Path(data).is_dir():
+        name = Path(data).parent.resolve().name
     for suffix in (".gz", ".bz2", ".zip", ".xz"):
         name = name.removesuffix(suffix)
     return Path("runs") / (Path(name).stem or "run")

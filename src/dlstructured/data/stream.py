@@ -49,6 +49,7 @@ __all__ = [
     "StreamTable",
     "StreamedData",
     "csv_to_parquet",
+    "detect_separator",
     "fit_preprocessor",
     "is_streamable",
     "prepare_stream",
@@ -349,7 +350,7 @@ def csv_to_parquet(path: str | os.PathLike, cache_dir: str | os.PathLike, *,
         except (OSError, ValueError):
             pass
     cache.mkdir(parents=True, exist_ok=True)
-    delimiter = sep or _detect_separator(source, encoding)
+    delimiter = sep or detect_separator(source, encoding)
     progress = _Progress(f"converting {source.name} to Parquet", None, verbose)
     try:
         reader = pcsv.open_csv(
@@ -373,7 +374,9 @@ def csv_to_parquet(path: str | os.PathLike, cache_dir: str | os.PathLike, *,
     return converted
 
 
-def _detect_separator(path: Path, encoding: str | None) -> str:
+def detect_separator(path: Path, encoding: str | None) -> str:
+    """The field separator of a CSV file: the most frequent of ``, ; tab |`` in its first line
+    (a comma when none occurs)."""
     with open(path, encoding=encoding or "utf-8", errors="replace") as file:
         line = file.readline()
     counts = {candidate: line.count(candidate) for candidate in (",", ";", "\t", "|")}
