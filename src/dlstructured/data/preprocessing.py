@@ -1701,9 +1701,11 @@ class _FitNotes:
 class _Values:
     """A numeric column's training values, gathered batch by batch.
 
-    Batches are kept until they hold ``steps.MAX_KEPT_VALUES`` values, then merged into the
-    statistics at once: a table that fits that bound gets the very statistics ``fit`` computes,
-    and a larger one sorts its kept values once per million values, not once per batch.
+    Batches are kept until they hold a quarter of ``steps.MAX_KEPT_VALUES`` values, then merged
+    into the statistics at once: a small table gets the very statistics ``fit`` computes (the
+    mean and variance of a larger one are merged exactly, up to float rounding), and a large one
+    sorts its kept values once per quarter million values rather than once per batch, while the
+    values waiting stay within a quarter of the kept ones.
     """
 
     def __init__(self, distinct: bool):
@@ -1715,7 +1717,7 @@ class _Values:
     def add(self, values: np.ndarray) -> None:
         self.pending.append(values)
         self.size += values.size
-        if self.size >= _steps.MAX_KEPT_VALUES:
+        if self.size >= _steps.MAX_KEPT_VALUES // 4:
             self._merge()
 
     def _merge(self) -> None:
