@@ -925,7 +925,8 @@ def _streamed_recipe(recipe: Recipe, config: RunConfig) -> Recipe:
     notice = (f"the table is streamed, so the default model trains once on the training part "
               f"(no refit on every row) with {members} ensemble members"
               + ("" if config.members is not None else
-                 f" instead of {recipe.config.members}; pass members to choose"))
+                 f" instead of {recipe.config.members} (`members`, or --members, sets another "
+                 "number)"))
     return dataclasses.replace(recipe, config=recipe.config.replace(members=members),
                                refit=False, notices=(*recipe.notices, notice))
 

@@ -88,31 +88,56 @@ def is_streamable(path: str | os.PathLike) -> bool:
 
 
 class _Progress:
-    """A line on stderr saying how far a long pass is (only when ``verbose``)."""
+    """How far a long pass is, on stderr, in the style of training's progress bar
+    (``training/progress.py``): redrawn in place on a terminal; elsewhere a line per tenth of
+    the rows (every 30 s when the total is unknown). Silent unless ``verbose``."""
+
+    width = 24
 
     def __init__(self, what: str, total: int | None, verbose: int):
         self.what, self.total, self.verbose = what, total, verbose
-        self.done, self.started, self.shown = 0, time.perf_counter(), 0.0
+        self.done, self.started, self.shown, self.last = 0, time.perf_counter(), 0.0, ""
+        self.live = bool(verbose) and bool(getattr(sys.stderr, "isatty", bool)())
+        self.tenth = 0
 
     def update(self, rows: int) -> None:
         self.done += rows
+        if not self.verbose:
+            return
         now = time.perf_counter()
-        if self.verbose and now - self.shown >= 0.5:
+        if self.live:
+            if now - self.shown >= 0.5:
+                self.shown = now
+                self._write("\r" + self._line().ljust(len(self.last)))
+            return
+        if self.total:
+            tenth = 10 * self.done // self.total
+            if tenth > self.tenth and self.done < self.total:
+                self.tenth = tenth
+                self._write(self._line() + "\n")
+        elif now - self.shown >= 30:
             self.shown = now
-            self._show("\r")
+            self._write(self._line() + "\n")
 
     def close(self) -> None:
-        if self.verbose:
-            self._show("\r")
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+        if self.verbose and self.done:
+            self._write(("\r" + self._line().ljust(len(self.last)) if self.live
+                         else self._line()) + "\n")
 
-    def _show(self, start: str) -> None:
-        elapsed = time.perf_counter() - self.started
-        of = f"/{self.total:,}" if self.total else ""
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        sys.stderr.write(f"{start}{self.what}: {self.done:,}{of} rows, {elapsed:.0f} s "
-                         f"({rate:,.0f} rows/s)")
+    def _line(self) -> str:
+        parts = [self.what]
+        if self.total:
+            filled = min(self.width, round(self.width * self.done / self.total))
+            parts.append("[" + "#" * filled + "." * (self.width - filled) + "]")
+            parts.append(f"{self.done:,}/{self.total:,} rows")
+        else:
+            parts.append(f"{self.done:,} rows")
+        parts.append(f"{time.perf_counter() - self.started:.0f}s")
+        self.last = "  ".join(parts)
+        return self.last
+
+    def _write(self, text: str) -> None:
+        sys.stderr.write(text)
         sys.stderr.flush()
 
 
