@@ -302,3 +302,20 @@ def test_command_line_trains_on_a_folder_and_predicts_batch_by_batch(tmp_path, c
     first = sorted(folder.iterdir())[0]
     with pytest.raises(RunError, match="is the data file"):
         predict_streamed(loaded, folder, first)
+
+
+@_needs_source_training
+def test_a_streamed_run_resumes_and_refuses_changed_files(tmp_path):
+    from dlstructured import RunConfig, fit_table
+    from dlstructured.run import read_run_record, resume_run
+
+    frame, folder = _regression_folder(tmp_path)
+    out = tmp_path / "out"
+    config = RunConfig(model="dense", hidden_units=(8,), epochs=2, batch_size=32, seed=0)
+    fit_table(folder, "y", config, out=out)
+    assert read_run_record(out).fingerprint["rows"] == len(frame)
+    resumed = resume_run(out, epochs=3)
+    assert resumed.result.epochs_run == 3
+    frame.head(5).to_parquet(folder / "part-9.parquet")
+    with pytest.raises(DataError, match=r"changed since the run started \(rows 240 -> 245\)"):
+        resume_run(out, epochs=4)
