@@ -289,8 +289,8 @@ def _parquet_files(path: str) -> list[str]:
         raise DataError(f"no file, folder or pattern at {path!r}; give a Parquet file, a folder "
                         "of Parquet files or a glob such as 'data/*.parquet'")
     if not found:
-        raise DataError(f"{where}; give a folder or pattern of Parquet files. "
-                        f"Received: path={path!r}")
+        raise DataError(f"{where}; give a CSV or Parquet file, or a folder or glob of Parquet "
+                        f"files. Received: path={path!r}")
     return sorted(found)
 
 
