@@ -12,7 +12,7 @@ network with the same batch size for a few epochs twice in this process, once fr
 ``StreamSource`` and once from the same rows held as arrays, and reports the steady-epoch rows/s
 (the median of the epochs after the first, which compiles).
 
-    python benchmarks/streaming.py --rows 100000 1000000 --compare-rows 200000
+    KERAS_BACKEND=jax python benchmarks/streaming.py --rows 100000 1000000 --compare-rows 200000
 
 The data is written under ``--workdir`` (default: a temporary folder, removed afterwards).
 """
