@@ -319,3 +319,25 @@ def test_a_streamed_run_resumes_and_refuses_changed_files(tmp_path):
     frame.head(5).to_parquet(folder / "part-9.parquet")
     with pytest.raises(DataError, match=r"changed since the run started \(rows 240 -> 245\)"):
         resume_run(out, epochs=4)
+
+
+@pytest.mark.parametrize(("labels", "dtype"), [(["no", "yes"], np.float32),
+                                               (["a", "b", "c"], np.int32)])
+def test_class_targets_stream_as_the_network_trains_on_them(tmp_path, labels, dtype):
+    frame = pd.DataFrame({"x": np.arange(30.0), "label": (labels * 30)[:30]})
+    frame.loc[3, "label"] = None  # rows without a target are left out, with a notice
+    table = StreamTable(_folder(tmp_path, frame, files=2, row_group=5))
+    pre = TabularPreprocessor("label")
+    with pytest.warns(DataWarning, match="Left out 1 of 30 rows whose target 'label'"):
+        counts = fit_preprocessor(table, pre, valid_fraction=0.0, seed=0)
+    assert counts == {"train": 29, "valid": 0} and pre.classes == labels
+    source = StreamSource(table, pre, part="train", valid_fraction=0.0, split_seed=0)
+    y = np.concatenate([y for _, y, _ in source.batches(0, batch_size=4, seed=None)])
+    expected = pre.transform_target(frame["label"].drop(index=3))
+    assert y.dtype == dtype and y.tolist() == expected.tolist()
+
+
+def test_a_file_named_like_a_pattern_is_a_file(tmp_path):
+    odd = tmp_path / "rows[1].parquet"
+    _frame(5).to_parquet(odd)
+    assert not stream.is_streamable(odd) and stream.is_streamable(tmp_path)

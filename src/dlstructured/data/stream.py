@@ -80,6 +80,8 @@ def is_streamable(path: str | os.PathLike) -> bool:
     (True, False)
     """
     text = os.fspath(path)
+    if Path(text).is_file():  # a file whose name holds "[" or "*" is still a file
+        return False
     return bool(_GLOB_CHARACTERS & set(text)) or Path(text).is_dir()
 
 
