@@ -632,8 +632,12 @@ def fit_table(
     Args:
         data: A pandas DataFrame, or the path of a CSV or Parquet file (read with the config's
             ``sep`` and ``encoding``; a leading row-number column is dropped with a
-            ``DataWarning``). With ``resume=True``, ``None`` means the run's
-            own data file.
+            ``DataWarning``), or of a folder or glob of Parquet files. A folder, a glob and a
+            file of at least ``STREAM_MIN_BYTES`` are streamed in batches, never read whole
+            (see ``dlstructured.data.stream``; a CSV is first converted to Parquet in
+            ``out``): the default model then trains once, with ``STREAM_MEMBERS`` members
+            unless ``members`` is given. With ``resume=True``, ``None`` means the run's
+            own data.
         target: The column to predict; with ``resume=True``, ``None`` means the run's.
         config: What the run is made of. Defaults to ``None``: ``RunConfig()``, or, resuming,
             the run's own config (a config given then must equal it, except a larger
