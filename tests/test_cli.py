@@ -299,7 +299,7 @@ def test_chosen_metrics_are_what_the_run_reports(tmp_path: Path, capsys, monkeyp
         (["train", "t.csv", "--target", "price"], "column 'price' (--target) is not in"),
         (["train", "t.csv", "--target", "y", "--group-by", "shop"], "(--group-by)"),
         (["train", "garbage.csv", "--target", "y"], "Could not read"),
-        (["train", "folder", "--target", "y"], "is a folder"),
+        (["train", "folder", "--target", "y"], "holds no Parquet file"),
         (["train", "t.csv", "--target", "y", "--epochs", "-1"], "argument --epochs"),
         (["train", "t.csv", "--target", "y", "--dropout", "1.5"], "argument --dropout-rate"),
         (["train", "t.csv", "--target", "y", "--dropout-rate", "1"], "`dropout_rate` must be"),

@@ -183,7 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
         "train", parents=[common, reading], help="train a model on a CSV or Parquet file",
         description="Prepare DATA, train a network to predict --target, and write the model, "
         "metrics.json, history.csv and learning_curves.png to --out.")
-    train.add_argument("data", metavar="DATA", nargs="?", help="CSV or Parquet (.parquet) file")
+    train.add_argument("data", metavar="DATA", nargs="?",
+                       help="CSV or Parquet (.parquet) file, or a folder or glob of Parquet "
+                       "files (streamed, as is a file of 1 GiB or more)")
     train.add_argument("--target", metavar="COL", help="column to predict (required with DATA)")
     train.add_argument(
         "--resume", metavar="DIR", default=None,
@@ -199,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
         "predict", parents=[common, reading], help="predict with a trained model",
         description="Write a `prediction` column (original units or labels) for each row of DATA.")
     predict.add_argument("model", metavar="MODEL", help="a .keras file written by `train`")
-    predict.add_argument("data", metavar="DATA", help="CSV or Parquet file with the features")
+    predict.add_argument("data", metavar="DATA", help="CSV or Parquet file with the features, "
+                         "or a folder or glob of Parquet files (predicted batch by batch)")
     predict.add_argument("--out", metavar="FILE", default=None,
                          help="CSV file to write (default: standard output)")
     predict.add_argument("--proba", action="store_true",
@@ -671,9 +674,18 @@ def _fit(data: Any, target: Any, config: RunConfig, *, out: Path, resume: bool,
 
 
 def _cmd_predict(args: argparse.Namespace, console: _Console) -> int:
-    from dlstructured.run import prediction_frame, read_data, refuse_inputs, write_csv
+    from dlstructured.run import prediction_frame, read_data, refuse_inputs, streams, write_csv
 
     refuse_inputs(args.out, model=args.model, data=args.data)
+    if streams(args.data):  # too large for memory: batch by batch
+        with _keras_backend(args.backend, hide_extras=args.whole_process):
+            from dlstructured.run import load_run_model, predict_streamed
+
+            rows = predict_streamed(load_run_model(args.model), args.data, args.out,
+                                    proba=args.proba, sep=args.sep, encoding=args.encoding)
+        if args.out is not None:
+            console.notice(f"wrote {rows} predictions to {args.out}")
+        return EXIT_OK
     frame = read_data(args.data, sep=args.sep, encoding=args.encoding)
     with _keras_backend(args.backend, hide_extras=args.whole_process):
         from dlstructured.run import load_run_model

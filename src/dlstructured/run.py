@@ -21,6 +21,7 @@ The library never chooses the Keras backend: the run uses the active one and rec
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -59,6 +60,12 @@ OUTPUT_FILES = (MODEL_FILE, METRICS_FILE, HISTORY_FILE, PLOT_FILE, RUN_FILE)
 RUN_FORMAT_VERSION = 2
 
 _CONFIG_FIELDS = tuple(item.name for item in dataclasses.fields(RunConfig))
+
+#: A single CSV or Parquet file at least this large (1 GiB) is streamed rather than read into
+#: one DataFrame; a folder or a glob of Parquet files always is (see ``dlstructured.data.stream``).
+STREAM_MIN_BYTES = 1 << 30
+#: Ensemble members of the default model on a streamed table (unless ``members`` is given).
+STREAM_MEMBERS = 4
 
 
 # --------------------------------------------------------------------------------------------
@@ -625,8 +632,12 @@ def fit_table(
     Args:
         data: A pandas DataFrame, or the path of a CSV or Parquet file (read with the config's
             ``sep`` and ``encoding``; a leading row-number column is dropped with a
-            ``DataWarning``). With ``resume=True``, ``None`` means the run's
-            own data file.
+            ``DataWarning``), or of a folder or glob of Parquet files. A folder, a glob and a
+            file of at least ``STREAM_MIN_BYTES`` are streamed in batches, never read whole
+            (see ``dlstructured.data.stream``; a CSV is first converted to Parquet in
+            ``out``): the default model then trains once, with ``STREAM_MEMBERS`` members
+            unless ``members`` is given. With ``resume=True``, ``None`` means the run's
+            own data.
         target: The column to predict; with ``resume=True``, ``None`` means the run's.
         config: What the run is made of. Defaults to ``None``: ``RunConfig()``, or, resuming,
             the run's own config (a config given then must equal it, except a larger
@@ -680,6 +691,9 @@ def fit_table(
     config = config or RunConfig()
     if out is not None:
         _check_out(out, data)
+    if streams(data):
+        return _fit_streamed(data, target, config, out=out, record=record, resume=resume,
+                             callbacks=callbacks, verbose=verbose)
     frame = read_data(data, sep=config.sep, encoding=config.encoding)
     source = "the DataFrame" if isinstance(data, pd.DataFrame) else repr(str(data))
     now = fingerprint(data, frame)
@@ -690,6 +704,15 @@ def fit_table(
     _check_metrics(config, prepared.task)
     run = _new_run(prepared, config, target=target, fingerprint=now,
                    data=None if isinstance(data, pd.DataFrame) else str(Path(data).resolve()))
+    everything = functools.partial(_prepare, frame, target, config, source, valid_fraction=0.0)
+    return _run_and_write(run, prepared, everything, out=out, resume=resume, callbacks=callbacks,
+                          verbose=verbose)
+
+
+def _run_and_write(run: Run, prepared: Any, refit_data: Any, *, out: Path | None,
+                   resume: bool, callbacks: Sequence[Any], verbose: int) -> Run:
+    """Train ``run`` on ``prepared`` (then refit on ``refit_data()`` if the recipe says so),
+    with ``out``'s run.json first and its files at the end."""
     checkpoints = None if out is None else out / CHECKPOINT_DIR
     from_checkpoint = False
     if out is not None:
@@ -707,8 +730,7 @@ def fit_table(
             _write_run_record(out, run.record())
         run.result = _train(run, prepared, callbacks, verbose, checkpoints, from_checkpoint)
         if _should_refit(run):
-            _refit(run, _prepare(frame, target, config, source, valid_fraction=0.0), callbacks,
-                   verbose, checkpoints, from_checkpoint)
+            _refit(run, refit_data(), callbacks, verbose, checkpoints, from_checkpoint)
     except BaseException:
         if created:
             _remove_unless_useful(out)
@@ -716,6 +738,87 @@ def fit_table(
     if out is not None:
         run.write(out)
     return run
+
+
+def streams(data: Any) -> bool:
+    """Whether ``fit_table`` streams ``data`` rather than reading it into one DataFrame: a
+    folder or a glob of Parquet files, or a CSV or Parquet file of at least
+    ``STREAM_MIN_BYTES``.
+
+    Example:
+
+    >>> import pandas as pd
+    >>> streams("logs/*.parquet"), streams(pd.DataFrame({"x": [1]}))
+    (True, False)
+    """
+    from dlstructured.data.stream import is_streamable
+
+    if not isinstance(data, (str, os.PathLike)):
+        return False
+    if is_streamable(data):
+        return True
+    path = Path(data)
+    return path.is_file() and path.stat().st_size >= STREAM_MIN_BYTES
+
+
+def open_stream(data: str | os.PathLike, cache_dir: str | os.PathLike, *,
+                sep: str | None = None, encoding: str | None = None, verbose: int = 0) -> Any:
+    """The ``StreamTable`` of ``data``: Parquet as it is, a CSV file converted to Parquet in
+    ``cache_dir`` once (reused while the CSV is unchanged)."""
+    from dlstructured.data.stream import StreamTable, csv_to_parquet, is_streamable
+
+    path = Path(data)
+    if not is_streamable(data) and path.suffix.lower() not in (".parquet", ".pq"):
+        data = csv_to_parquet(path, cache_dir, sep=sep, encoding=encoding, verbose=verbose)
+    return StreamTable(data)
+
+
+def _fit_streamed(data: Any, target: Any, config: RunConfig, *, out: Path | None,
+                  record: RunRecord | None, resume: bool, callbacks: Sequence[Any],
+                  verbose: int) -> Run:
+    """``fit_table`` on a table streamed from its files (see ``streams``)."""
+    import tempfile
+
+    from dlstructured.data.preprocessing import TabularPreprocessor
+    from dlstructured.data.stream import CACHE_FOLDER, prepare_stream
+    from dlstructured.recipes import prepare_options
+
+    source = repr(str(data))
+    if config.group_by is not None:
+        message = (f"{{}} cannot be kept whole on a streamed table ({source}); the validation "
+                   "rows are chosen by a hash of the row number. Leave it out, or give a table "
+                   "that fits in memory")
+        raise RunError(message.format("`group_by`"), cli_message=message.format("--group-by"))
+    with tempfile.TemporaryDirectory(prefix="dlstructured-") as scratch:
+        cache = (out if out is not None else Path(scratch)) / CACHE_FOLDER
+        table = open_stream(data, cache, sep=config.sep, encoding=config.encoding,
+                            verbose=verbose)
+        columns = pd.DataFrame(columns=table.columns)
+        require_column(columns, source, "target", target)
+        _check_selected_columns(columns, target, config, source)
+        now = table.fingerprint()
+        if record is not None:
+            _check_fingerprint(record, now, source, out)
+            now = record.fingerprint or now
+        options = prepare_options(config)
+        label = config.positive_label
+        if label is not None:
+            label = positive_label_of(table.head(), target, label)
+        preprocessor = TabularPreprocessor(
+            target, task=config.task, kinds=dict(config.kinds) or None,
+            scaling=options.get("scaling", "minmax"),
+            target_scaling=options.get("target_scaling", "minmax"),
+            clip_target=options.get("clip_target", False), positive_label=label,
+        )
+        prepared = prepare_stream(table, preprocessor, valid_fraction=options["valid_fraction"],
+                                  seed=config.seed,
+                                  exclude={name: "dropped" for name in config.drop},
+                                  verbose=verbose)
+        _check_metrics(config, prepared.task)
+        run = _new_run(prepared, config, target=target, fingerprint=now,
+                       data=str(Path(data).resolve()))
+        return _run_and_write(run, prepared, None, out=out, resume=resume,
+                              callbacks=callbacks, verbose=verbose)
 
 
 def fit_frame(
@@ -799,15 +902,37 @@ def _new_run(prepared: Any, config: RunConfig, **about: Any) -> Run:
     """The run for prepared data: its recipe resolved (its notices warned), its network built."""
     import keras
 
-    rows = {"train": len(prepared.x_train),
-            "valid": 0 if prepared.x_valid is None else len(prepared.x_valid)}
+    streamed = not hasattr(prepared, "x_train")
+    if streamed:
+        rows = prepared.rows
+    else:
+        rows = {"train": len(prepared.x_train),
+                "valid": 0 if prepared.x_valid is None else len(prepared.x_valid)}
     recipe = resolve(config, task=prepared.task, train_rows=rows["train"],
                      valid_rows=rows["valid"])
+    if streamed:
+        recipe = _streamed_recipe(recipe, config)
     for notice in recipe.notices:
         warnings.warn(DataWarning(notice), stacklevel=3)
     return Run(model=_build(prepared, recipe.config), result=None, config=config,
                task=prepared.task, rows=rows, num_features=int(prepared.num_features),
                backend=keras.backend.backend(), recipe=recipe, **about)
+
+
+def _streamed_recipe(recipe: Recipe, config: RunConfig) -> Recipe:
+    """The recipe on a streamed table: one fit (no refit on every row) and, for the default
+    model, ``STREAM_MEMBERS`` ensemble members unless ``members`` is given; a notice says so."""
+    if config.model != "auto":
+        return recipe
+    members = recipe.config.members if config.members is not None else min(
+        recipe.config.members, STREAM_MEMBERS)
+    notice = (f"the table is streamed, so the default model trains once on the training part "
+              f"(no refit on every row) with {members} ensemble members"
+              + ("" if config.members is not None else
+                 f" instead of {recipe.config.members} (`members`, or --members, sets another "
+                 "number)"))
+    return dataclasses.replace(recipe, config=recipe.config.replace(members=members),
+                               refit=False, notices=(*recipe.notices, notice))
 
 
 def _progress(run: Run, epochs: int, verbose: int, heading: str) -> list[Any]:
@@ -839,9 +964,14 @@ def _train(run: Run, prepared: Any, callbacks: Sequence[Any], verbose: int,
     heading = (f"training a{'n' if config.model == 'auto' else ''} {config.model} {run.task} "
                f"model on {run.rows['train']} rows{valid} ({run.num_features} features, "
                f"backend {run.backend})")
+    if hasattr(prepared, "x_train"):
+        data = {"x": prepared}
+    else:  # streamed: the parts are batch sources
+        data = {"x": prepared.train, "validation_data": prepared.valid, "task": run.task}
+        heading = heading.replace(" rows", " streamed rows", 1)
     return train(
         run.model,
-        prepared,
+        **data,
         epochs=config.epochs,
         batch_size=config.batch_size,
         learning_rate=config.learning_rate,
@@ -1004,9 +1134,66 @@ def prediction_frame(model: Any, frame: pd.DataFrame, *, proba: bool = False) ->
     return predictions
 
 
+def predict_streamed(model: Any, data: str | os.PathLike, path: str | os.PathLike | None, *,
+                     proba: bool = False, sep: str | None = None, encoding: str | None = None,
+                     batch_rows: int = 65_536) -> int:
+    """Write ``prediction_frame``'s columns for every row of a large table, a batch at a time.
+
+    ``data`` is a Parquet file, folder or glob (read a row group at a time) or a CSV file (read
+    ``batch_rows`` rows at a time); the CSV at ``path`` (standard output for ``None``) gets the
+    same columns as ``prediction_frame`` gives, rows in the input's order, written atomically.
+
+    Returns:
+        The number of rows predicted.
+
+    Raises:
+        RunError: If ``path`` is a folder or one of the input files.
+        DataError: If a batch cannot be read or predicted, naming the file.
+    """
+    import sys
+
+    from dlstructured.data.stream import StreamTable, is_streamable
+
+    if is_streamable(data) or Path(data).suffix.lower() in (".parquet", ".pq"):
+        table = StreamTable(data)
+        files = table.files
+        frames = (frame for _, frame in table.frames())
+    else:
+        from dlstructured.data.stream import detect_separator
+
+        files = [os.fspath(data)]
+        frames = pd.read_csv(data, sep=sep or detect_separator(Path(data), encoding),
+                             encoding=encoding, chunksize=batch_rows)
+    for name in files:
+        refuse_inputs(path, data=name)
+    if path is not None and Path(path).is_dir():
+        raise RunError(f"{str(path)!r} is a folder; give a file name such as predictions.csv")
+    rows = 0
+
+    def write(stream: Any) -> None:
+        nonlocal rows
+        for frame in frames:
+            predictions = prediction_frame(model, frame, proba=proba)
+            predictions.to_csv(stream, index=False, header=rows == 0)
+            rows += len(predictions)
+
+    if path is None:
+        write(sys.stdout)
+        return rows
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with _io.atomic_path(path) as temporary, open(temporary, "w", newline="") as stream:
+        write(stream)
+    return rows
+
+
 def default_out(data: str | os.PathLike) -> Path:
-    """The output folder of a run on the file ``data``: ``runs/<its name without suffixes>``."""
+    """The output folder of a run on the file ``data``: ``runs/<its name without suffixes>``
+    (for a glob, the name of its folder)."""
+    from dlstructured.data.stream import is_streamable
+
     name = Path(data).name
+    if is_streamable(data) and not Path(data).is_dir():
+        name = Path(data).parent.resolve().name
     for suffix in (".gz", ".bz2", ".zip", ".xz"):
         name = name.removesuffix(suffix)
     return Path("runs") / (Path(name).stem or "run")

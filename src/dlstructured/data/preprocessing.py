@@ -28,8 +28,8 @@ import numbers
 import re
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,7 @@ from dlstructured.errors import (
     ColumnTypeError,
     ConstantColumnWarning,
     DataError,
+    DataWarning,
     ExtraColumnsWarning,
     ExtremeValuesWarning,
     IdentifierColumnWarning,
@@ -911,19 +912,10 @@ class TabularPreprocessor:
         training and validation together), so a label seen only in validation still has a code.
         """
         _check_frame(frame)
-        missing_kinds = [c for c in self.kinds if c not in frame.columns]
-        if missing_kinds:
-            raise DataError(
-                f"`kinds` names columns that are not in the frame: {_names(missing_kinds)}. "
-                f"Columns: {_names(list(frame.columns)[:30])}. Received: kinds={self.kinds!r}",
-                cli_message=f"--kinds names columns that are not in the file: "
-                f"{_names(missing_kinds)}. Columns: {_names(list(frame.columns)[:30])}.",
-            )
-        state: dict[str, Any] = {"columns": [], "numeric": [], "categorical": [], "dropped": []}
+        self._check_kinds_columns(frame.columns)
+        state = self._empty_state()
         state.update(self._fit_target(frame, train_rows, label_rows))
-
-        constant, identifiers, empty = [], [], []
-        strict_missing, placeholder_notes = [], []
+        notes = _FitNotes()
         for name in frame.columns:
             if name == self.target:
                 continue
@@ -937,7 +929,7 @@ class TabularPreprocessor:
                 state["dropped"].append([name, "ignored"])
                 continue
             if series.isna().all():
-                empty.append(name)
+                notes.empty.append(name)
                 continue
             placeholders = None
             if kind == "numeric" and _is_text_dtype(series.dtype):
@@ -952,56 +944,63 @@ class TabularPreprocessor:
                 outcome = self._fit_categorical(
                     series, name, train_rows, state, name not in self.kinds, cache
                 )
-            if outcome == "constant":
-                constant.append(name)
-                state["dropped"].append([name, "constant"])
-            elif outcome == "identifier":
-                identifiers.append(name)
-                state["dropped"].append([name, "identifier"])
-            elif outcome == "strict_missing":
-                strict_missing.append(name)
-            else:
-                column = {"name": name, "kind": kind, "source": outcome}
-                if placeholders and outcome == "number":
-                    column["placeholders"] = placeholders
-                    placeholder_notes.append(f"{name!r} ({_names(placeholders)})")
-                state["columns"].append(column)
+            notes.record(state, name, kind, outcome, placeholders)
+        self._conclude(state, notes)
 
-        if empty:
-            python, command_line = _kinds_advice(empty, "ignore")
+    def _check_kinds_columns(self, columns: pd.Index) -> None:
+        missing_kinds = [c for c in self.kinds if c not in columns]
+        if missing_kinds:
             raise DataError(
-                f"Columns entirely missing: {_names(empty)}. They hold no information: drop them "
-                f"(`frame.drop(columns=[...])`) or leave them out with {python}.",
-                cli_message=f"Columns entirely missing: {_names(empty)}. They hold no "
-                f"information: leave them out with --drop {','.join(str(c) for c in empty)}.",
+                f"`kinds` names columns that are not in the frame: {_names(missing_kinds)}. "
+                f"Columns: {_names(list(columns)[:30])}. Received: kinds={self.kinds!r}",
+                cli_message=f"--kinds names columns that are not in the file: "
+                f"{_names(missing_kinds)}. Columns: {_names(list(columns)[:30])}.",
             )
-        if strict_missing:
+
+    @staticmethod
+    def _empty_state() -> dict[str, Any]:
+        return {"columns": [], "numeric": [], "categorical": [], "dropped": []}
+
+    def _conclude(self, state: dict[str, Any], notes: _FitNotes) -> None:
+        """Raise or warn about what fitting found (``notes``), then keep ``state``."""
+        if notes.empty:
+            python, command_line = _kinds_advice(notes.empty, "ignore")
             raise DataError(
-                f"Columns with missing values: {_names(strict_missing)}, and missing='error' was "
-                "asked. Fill them in, or use missing='impute' (median plus an indicator column)."
+                f"Columns entirely missing: {_names(notes.empty)}. They hold no information: "
+                f"drop them (`frame.drop(columns=[...])`) or leave them out with {python}.",
+                cli_message=f"Columns entirely missing: {_names(notes.empty)}. They hold no "
+                f"information: leave them out with --drop "
+                f"{','.join(str(c) for c in notes.empty)}.",
             )
-        if constant:
+        if notes.strict_missing:
+            raise DataError(
+                f"Columns with missing values: {_names(notes.strict_missing)}, and "
+                "missing='error' was asked. Fill them in, or use missing='impute' (median plus "
+                "an indicator column)."
+            )
+        if notes.constant:
             _warn(
-                f"Dropped constant columns (one value in the training part): {_names(constant)}.",
+                "Dropped constant columns (one value in the training part): "
+                f"{_names(notes.constant)}.",
                 ConstantColumnWarning,
             )
-        if identifiers:
-            python, command_line = _kinds_advice(identifiers[:1], "categorical")
+        if notes.identifiers:
+            python, command_line = _kinds_advice(notes.identifiers[:1], "categorical")
             message = (
                 f"Dropped identifier-like text columns (a distinct value in nearly every row): "
-                f"{_names(identifiers)}. Keep one with {{}}."
+                f"{_names(notes.identifiers)}. Keep one with {{}}."
             )
             _warn(
                 message.format(python),
                 IdentifierColumnWarning,
                 cli_message=message.format(command_line),
             )
-        if placeholder_notes:
+        if notes.placeholders:
             columns = [c["name"] for c in state["columns"] if c.get("placeholders")]
             python, command_line = _kinds_advice(columns[:1], "categorical")
             message = (
                 f"Read text columns of numbers as numbers, their placeholder texts as missing "
-                f"values (imputed, with an indicator column): {', '.join(placeholder_notes)}. "
+                f"values (imputed, with an indicator column): {', '.join(notes.placeholders)}. "
                 f"At prediction the same texts mean missing. To keep a column as text, use {{}}."
             )
             _warn(
@@ -1022,54 +1021,60 @@ class TabularPreprocessor:
         self._layout_cache = None
 
     def _fit_target(self, frame, train_rows, label_rows) -> dict[str, Any]:
-        # scaled target = (y / 2 - target_offset / 2) / target_half, finite for any finite y
-        result = {"task": None, "classes": None, "target_offset": 0.0, "target_half": 0.5}
         if self.target is None:
-            return result
+            return self._target_state(None, None, [], 0)
         series = frame[self.target]
         if label_rows is not None:
             series = series.iloc[label_rows]
         task = self._task or infer_task(series)
         uniques = _target_summary(series, limit=2 if task == "regression" else None)
         _check_target_values(series, uniques)
-        result["task"] = task
+        if task != "regression":
+            return self._target_state(task, None, uniques, len(series))
+        name = self.target
+        if _is_text_dtype(series.dtype) or isinstance(series.dtype, pd.CategoricalDtype):
+            if infer_kind(series) != "numeric":
+                example = next(v for v in uniques if not _is_missing_scalar(v))
+                message = (
+                    f"A regression target must be numeric, but column {name!r} holds "
+                    f"{series.dtype} values such as {_shown(example)!r}. Convert it to "
+                    "numbers, or use {} or {}. Received: {}"
+                )
+                raise DataError(
+                    message.format("task='binary'", "task='multiclass'", "task='regression'"),
+                    cli_message=message.format(
+                        "--task binary", "--task multiclass", "--task regression"
+                    ),
+                )
+        values = _numeric_values(series, name)
+        _check_finite_target(name, values)
+        train_values = (
+            values if train_rows is None else _numeric_values(frame[name].iloc[train_rows], name)
+        )
+        target_stats = _steps.TargetStep(task).fit(train_values).numeric
+        return self._target_state(task, target_stats, [], len(series))
+
+    def _target_state(
+        self, task: str | None, stats: Any, labels: Sequence[Any], rows: int
+    ) -> dict[str, Any]:
+        """The target's part of the state, from its task and the statistics of the rows.
+
+        ``stats`` is the regression target's ``NumericStats`` (training rows), ``labels`` the
+        distinct labels of a classification target (every row with a target, ``rows`` of them).
+        """
+        # scaled target = (y / 2 - target_offset / 2) / target_half, finite for any finite y
+        result = {"task": task, "classes": None, "target_offset": 0.0, "target_half": 0.5}
+        if task is None:
+            return result
         name = self.target
         if task == "regression":
-            if _is_text_dtype(series.dtype) or isinstance(series.dtype, pd.CategoricalDtype):
-                if infer_kind(series) != "numeric":
-                    example = next(v for v in uniques if not _is_missing_scalar(v))
-                    message = (
-                        f"A regression target must be numeric, but column {name!r} holds "
-                        f"{series.dtype} values such as {_shown(example)!r}. Convert it to "
-                        "numbers, or use {} or {}. Received: {}"
-                    )
-                    raise DataError(
-                        message.format("task='binary'", "task='multiclass'", "task='regression'"),
-                        cli_message=message.format(
-                            "--task binary", "--task multiclass", "--task regression"
-                        ),
-                    )
-            values = _numeric_values(series, name)
-            if np.isinf(values).any():
-                raise DataError(
-                    f"The target column {name!r} holds infinite values. Remove or replace those "
-                    "rows (e.g. `frame[np.isfinite(frame[target])]`).",
-                    cli_message=f"The target column {name!r} holds infinite values. Remove or "
-                    "replace those rows in the file.",
-                )
-            train_values = (
-                values
-                if train_rows is None
-                else _numeric_values(frame[name].iloc[train_rows], name)
-            )
-            target_stats = _steps.TargetStep(task).fit(train_values).numeric
             if self.target_scaling != "none":
-                step = _steps.NumericStep(self.target_scaling, target_stats)
+                step = _steps.NumericStep(self.target_scaling, stats)
                 result["target_offset"], result["target_half"] = step.scale()
             if self.clip_target:
-                result["target_range"] = [target_stats.minimum, target_stats.maximum]
+                result["target_range"] = [stats.minimum, stats.maximum]
             return result
-        labels = sorted({_native(v) for v in uniques}, key=_label_sort_key)
+        labels = sorted({_native(v) for v in labels}, key=_label_sort_key)
         if task == "binary" and len(labels) != 2:
             message = (
                 f"A binary task needs exactly two distinct target values, but column {name!r} "
@@ -1083,7 +1088,7 @@ class TabularPreprocessor:
             )
         if self._task == "multiclass":
             # Only a task the caller chose: an inferred multiclass target is text-like labels.
-            _check_class_labels(name, labels, len(series))
+            _check_class_labels(name, labels, rows)
         if self.positive_label is not None:
             if task != "binary":
                 raise DataError(
@@ -1113,14 +1118,17 @@ class TabularPreprocessor:
     ) -> str:
         if values is None:
             values = _numeric_values(series, name, placeholders)
-            infinite = np.isinf(values)
-            if infinite.any():
-                raise DataError(
-                    f"Column {name!r} holds infinite values ({int(infinite.sum())} rows). Replace "
-                    "them (e.g. with NaN, which is imputed) or drop those rows."
-                )
+            _check_finite_column(name, values)
         train = values if train_rows is None else values[train_rows]
         step = _steps.NumericStep(self.scaling).fit(train)
+        return self._numeric_entry(step, name, part, state, bool(np.isnan(values).any()))
+
+    def _numeric_entry(self, step, name, part, state, missing_anywhere: bool) -> str:
+        """Add the entry of a fitted ``NumericStep`` to ``state``; return the column's outcome.
+
+        ``missing_anywhere``: whether the column misses values in any row, validation included
+        (``missing="error"`` refuses those too).
+        """
         stats = step.stats
         if stats.count == 0:
             raise DataError(
@@ -1128,9 +1136,7 @@ class TabularPreprocessor:
                 "the validation part). Use more rows, another seed, or drop the column."
             )
         has_missing = stats.missing > 0
-        if has_missing and self.missing == "error":
-            return "strict_missing"
-        if not has_missing and np.isnan(values).any() and self.missing == "error":
+        if (has_missing or missing_anywhere) and self.missing == "error":
             return "strict_missing"
         constant = stats.minimum == stats.maximum
         if constant and not has_missing:
@@ -1155,10 +1161,20 @@ class TabularPreprocessor:
 
     def _fit_datetime(self, series, name, train_rows, state) -> str:
         values = _datetime_values(series, name)
-        before = len(state["numeric"])
+        steps, missing = {}, False
         for part in DATETIME_PARTS:
             part_values = _datetime_part(values, part)
-            self._fit_numeric(None, name, part, train_rows, state, values=part_values)
+            train = part_values if train_rows is None else part_values[train_rows]
+            steps[part] = _steps.NumericStep(self.scaling).fit(train)
+            missing = missing or bool(np.isnan(part_values).any())
+        return self._datetime_entries(_steps.DateTimeStep(self.scaling, steps), name, state,
+                                      missing)
+
+    def _datetime_entries(self, step, name, state, missing_anywhere: bool) -> str:
+        """Add the entries of a fitted ``DateTimeStep``'s parts that vary to ``state``."""
+        before = len(state["numeric"])
+        for part in DATETIME_PARTS:
+            self._numeric_entry(step.parts[part], name, part, state, missing_anywhere)
         # Keep the parts that vary; one missing indicator per column (all parts share the NaT).
         parts = [entry for entry in state["numeric"][before:] if entry["value"]]
         has_missing = any(entry["indicator"] for entry in state["numeric"][before:])
@@ -1177,18 +1193,19 @@ class TabularPreprocessor:
             cache[name] = (codes, strings)
         train_codes = codes if train_rows is None else codes[train_rows]
         step = _steps.CategoricalStep(self.max_one_hot).fit_codes(train_codes, strings)
+        present = int(np.count_nonzero(train_codes >= 0))  # texts that read as missing count
+        identifier = identifier_check and _identifier_like(
+            source, present, len(step.stats.counts), self.max_one_hot
+        )
+        return self._categorical_entry(step, name, source, identifier, state)
+
+    def _categorical_entry(self, step, name, source: str, identifier: bool, state) -> str:
+        """Add the entry of a fitted ``CategoricalStep`` to ``state``; return the outcome."""
         categories = step.stats.categories
         has_missing = step.stats.missing > 0
         if len(categories) + has_missing <= 1:
             return "constant"
-        present = int(np.count_nonzero(train_codes >= 0))  # texts that read as missing count
-        if (
-            identifier_check
-            and source == "text"
-            and present >= IDENTIFIER_MIN_ROWS
-            and len(categories) > self.max_one_hot
-            and len(categories) >= IDENTIFIER_RATIO * present
-        ):
+        if identifier:
             return "identifier"
         state["categorical"].append(
             {
@@ -1199,6 +1216,76 @@ class TabularPreprocessor:
             }
         )
         return source
+
+    # -- fitting from batches ---------------------------------------------------------------
+
+    def fit_batches(
+        self,
+        batches: Iterable[Any],
+        *,
+        max_categories: int | None = None,
+        exclude: Mapping[Any, str] | None = None,
+    ) -> TabularPreprocessor:
+        """Fit in one pass over batches of rows, for a table too large for one frame.
+
+        Each item is a DataFrame (all of its rows are training rows) or a pair ``(frame,
+        fit_rows)``, ``fit_rows`` a boolean mask of the rows whose statistics are fitted (the
+        others, the validation rows, only count for the task and the class labels, as in
+        ``prepare``). Every batch must have the columns of the first one.
+
+        Column kinds, placeholder texts and, when ``task`` is not given, whether the target is
+        numeric are decided on the first batch; a later batch that holds another kind of value
+        raises a ``DataError``. The result is the same saved state as ``fit`` on the rows
+        together, up to float rounding, while each numeric column has at most
+        ``steps.MAX_KEPT_VALUES`` training values; beyond that the median and quartiles are
+        approximate (see ``dlstructured.data.steps``).
+
+        Args:
+            batches: The batches, in row order.
+            max_categories: Most categories a categorical column keeps: the most frequent
+                ones; the rest go to the unknown slot, with a ``DataWarning`` naming the column.
+                Beyond about four times this many distinct values the counts are approximate
+                (the rarest are pruned as the pass goes). ``None`` keeps every category.
+                Defaults to ``None``.
+            exclude: Columns the batches leave out, each with its reason as
+                ``dropped_columns`` lists it (``{"id": "dropped"}``). Defaults to ``None``.
+
+        Returns:
+            This preprocessor, fitted.
+
+        Raises:
+            TypeError: If a batch is not a DataFrame or ``max_categories`` not an integer.
+            DataError: If the data cannot be used (the message names the column and the fix),
+                or a batch's columns differ from the first batch's.
+
+        Example:
+
+        >>> import pandas as pd
+        >>> frame = pd.DataFrame({"size": [1.0, 3.0, 2.0, 5.0], "label": ["a", "b", "a", "b"]})
+        >>> whole = TabularPreprocessor("label").fit(frame)
+        >>> parts = TabularPreprocessor("label").fit_batches([frame[:2], frame[2:]])
+        >>> parts.get_config() == whole.get_config()
+        True
+        """
+        if max_categories is not None:
+            max_categories = check_int("max_categories", max_categories, minimum=1)
+        fitter = None
+        for item in batches:
+            frame, fit_rows = item if isinstance(item, tuple) else (item, None)
+            if fitter is None:
+                _check_frame(frame)
+                self._check_kinds_columns(frame.columns)
+                fitter = _BatchFitter(self, frame, max_categories)
+            fitter.add(frame, fit_rows)
+        if fitter is None:
+            raise DataError("`batches` held no batch: there is nothing to learn from.")
+        state = self._empty_state()
+        state.update(fitter.target_state())
+        state["dropped"].extend([name, reason] for name, reason in (exclude or {}).items())
+        notes = _FitNotes()
+        fitter.entries(state, notes)
+        self._conclude(state, notes)
+        return self
 
     # -- layout -----------------------------------------------------------------------------
 
@@ -1548,6 +1635,318 @@ class TabularPreprocessor:
             f"TabularPreprocessor(target={self.target!r}, task={self._state['task']!r}, "
             f"inputs={len(self._state['columns'])}, features={self.num_features})"
         )
+
+
+# ----------------------------------------------------------------------------------------------
+# Fitting: what both ways of fitting (a frame, batches) share
+
+
+def _check_finite_column(name: Any, values: np.ndarray) -> None:
+    infinite = np.isinf(values)
+    if infinite.any():
+        raise DataError(
+            f"Column {name!r} holds infinite values ({int(infinite.sum())} rows). Replace "
+            "them (e.g. with NaN, which is imputed) or drop those rows."
+        )
+
+
+def _check_finite_target(name: Any, values: np.ndarray) -> None:
+    if np.isinf(values).any():
+        raise DataError(
+            f"The target column {name!r} holds infinite values. Remove or replace those "
+            "rows (e.g. `frame[np.isfinite(frame[target])]`).",
+            cli_message=f"The target column {name!r} holds infinite values. Remove or "
+            "replace those rows in the file.",
+        )
+
+
+def _identifier_like(source: str, present: int, distinct: int, max_one_hot: int) -> bool:
+    """Whether a text column looks like identifiers (see ``IDENTIFIER_RATIO``)."""
+    return (
+        source == "text"
+        and present >= IDENTIFIER_MIN_ROWS
+        and distinct > max_one_hot
+        and distinct >= IDENTIFIER_RATIO * present
+    )
+
+
+@dataclass
+class _FitNotes:
+    """What fitting found about the columns, to raise or warn about once all are seen."""
+
+    constant: list = field(default_factory=list)
+    identifiers: list = field(default_factory=list)
+    empty: list = field(default_factory=list)
+    strict_missing: list = field(default_factory=list)
+    placeholders: list = field(default_factory=list)
+
+    def record(self, state: dict, name: Any, kind: str, outcome: str, placeholders: Any) -> None:
+        """Note one column's outcome, and list it in ``state`` as kept or dropped."""
+        if outcome == "constant":
+            self.constant.append(name)
+            state["dropped"].append([name, "constant"])
+        elif outcome == "identifier":
+            self.identifiers.append(name)
+            state["dropped"].append([name, "identifier"])
+        elif outcome == "strict_missing":
+            self.strict_missing.append(name)
+        else:
+            column = {"name": name, "kind": kind, "source": outcome}
+            if placeholders and outcome == "number":
+                column["placeholders"] = placeholders
+                self.placeholders.append(f"{name!r} ({_names(placeholders)})")
+            state["columns"].append(column)
+
+
+class _Values:
+    """A numeric column's training values, gathered batch by batch.
+
+    Batches are kept until they hold a quarter of ``steps.MAX_KEPT_VALUES`` values, then merged
+    into the statistics at once: a small table gets the very statistics ``fit`` computes (the
+    mean and variance of a larger one are merged exactly, up to float rounding), and a large one
+    sorts its kept values once per quarter million values rather than once per batch, while the
+    values waiting stay within a quarter of the kept ones.
+    """
+
+    def __init__(self, distinct: bool):
+        self.distinct = distinct
+        self.stats = _steps.NumericStats(few=() if distinct else None)
+        self.pending: list[np.ndarray] = []
+        self.size = 0
+
+    def add(self, values: np.ndarray) -> None:
+        self.pending.append(values)
+        self.size += values.size
+        if self.size >= _steps.MAX_KEPT_VALUES // 4:
+            self._merge()
+
+    def _merge(self) -> None:
+        if self.pending:
+            values = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
+            self.stats = self.stats.merge(_steps.NumericStats.of(values, distinct=self.distinct))
+        self.pending, self.size = [], 0
+
+    def finish(self) -> Any:
+        """The statistics of every value added."""
+        self._merge()
+        return self.stats
+
+
+# Categorical counts are pruned to twice ``max_categories`` once they exceed four times it.
+_PRUNE_FACTOR, _KEEP_FACTOR = 4, 2
+
+
+class _BatchFitter:
+    """The one pass of ``TabularPreprocessor.fit_batches``: a step per column, each column's
+    kind decided on the first batch."""
+
+    def __init__(self, pre: TabularPreprocessor, first: pd.DataFrame, max_categories: Any):
+        self.pre, self.max_categories = pre, max_categories
+        self.columns = list(first.columns)
+        self.kinds: dict[Any, str] = {}
+        self.placeholders: dict[Any, Any] = {}
+        self.steps: dict[Any, Any] = {}
+        self.sources: dict[Any, str] = {}
+        self.present: dict[Any, int] = {}  # training rows with a value (categorical)
+        self.seen: dict[Any, bool] = {}  # any row with a value
+        self.missing_anywhere: dict[Any, bool] = {}
+        self.first_identifier: dict[Any, bool] = {}
+        self.pruned: set = set()
+        self.batches = 0
+        robust = pre.scaling == "robust"
+        for name in self.columns:
+            if name == pre.target:
+                continue
+            series = first[name]
+            kind = pre.kinds.get(name) or infer_kind(series)
+            self.kinds[name] = kind
+            if kind == "numeric":
+                self.placeholders[name] = (
+                    _placeholder_tokens(series) if _is_text_dtype(series.dtype) else None
+                )
+                self.steps[name] = _Values(robust)
+            elif kind == "datetime":
+                self.steps[name] = {part: _Values(robust) for part in DATETIME_PARTS}
+            elif kind == "categorical":
+                self.steps[name] = _steps.CategoricalStep(pre.max_one_hot)
+                self.sources[name] = _category_source(series)
+                self.present[name] = 0
+            self.seen[name] = self.missing_anywhere[name] = False
+        self.label_rows = self.unlabelled = 0
+        self.labels: dict[Any, int] = {}
+        self.target_values = _Values(False)
+        self.numeric_target = False
+        if pre.target is not None:
+            if pre.target not in first.columns:
+                _rows_with_target(first, pre.target)  # raises, naming the columns there are
+            target = first[pre.target].dropna()
+            self.numeric_target = pre._task == "regression" or (
+                pre._task is None
+                and (_is_number_dtype(target.dtype) or infer_kind(target) == "numeric")
+            )
+        self.many_labels = pre._task == "regression"
+
+    def add(self, frame: pd.DataFrame, fit_rows: Any) -> None:
+        """Add one batch's statistics (``fit_rows``: mask of its training rows, or None)."""
+        self.batches += 1
+        if not isinstance(frame, pd.DataFrame):
+            raise TypeError(f"Each batch must be a pandas DataFrame. Received: batch "
+                            f"{self.batches} of type {type(frame).__name__}")
+        if list(frame.columns) != self.columns:
+            raise DataError(
+                f"Batch {self.batches} has other columns than the first batch: "
+                f"{_names(list(frame.columns)[:30])} instead of {_names(self.columns[:30])}. "
+                "Every batch must have the same columns."
+            )
+        fit_rows = (
+            np.ones(len(frame), bool) if fit_rows is None else np.asarray(fit_rows, bool)
+        )
+        if self.pre.target is not None:
+            labelled = frame[self.pre.target].notna().to_numpy()
+            if not labelled.all():
+                self.unlabelled += int((~labelled).sum())
+                frame, fit_rows = frame[labelled], fit_rows[labelled]
+            self._add_target(frame[self.pre.target], fit_rows)
+        for name, kind in self.kinds.items():
+            if kind != "ignore":
+                self._add_column(frame[name], name, kind, fit_rows)
+
+    def _add_target(self, series: pd.Series, fit_rows: np.ndarray) -> None:
+        name = self.pre.target
+        self.label_rows += len(series)
+        if not self.many_labels:
+            _, uniques = pd.factorize(series)
+            for value in uniques:
+                label = _native(value)
+                self.labels[label] = self.labels.get(label, 0) + 1
+            if self.numeric_target and self.pre._task is None and len(self.labels) > 2:
+                self.many_labels = True  # a regression target: labels no longer matter
+        if self.numeric_target:
+            values = _numeric_values(series.iloc[np.flatnonzero(fit_rows)], name)
+            _check_finite_target(name, values)
+            self.target_values.add(values)
+
+    def _add_column(self, series: pd.Series, name: Any, kind: str, fit_rows: np.ndarray) -> None:
+        if kind == "categorical":
+            codes, strings = _factorize(series)
+            train_codes = codes[fit_rows]
+            step = _steps.CategoricalStep(self.pre.max_one_hot).fit_codes(train_codes, strings)
+            present = int(np.count_nonzero(train_codes >= 0))
+            if name not in self.first_identifier:
+                self.first_identifier[name] = _identifier_like(
+                    self.sources[name], present, len(step.stats.counts), self.pre.max_one_hot
+                )
+            self.present[name] += present
+            self.seen[name] = self.seen[name] or bool((codes >= 0).any())
+            self.missing_anywhere[name] = self.missing_anywhere[name] or step.stats.missing > 0
+            self.steps[name] = self.steps[name].merge(step)
+            self._prune(name)
+            return
+        if kind == "numeric":
+            values = _numeric_values(series, name, self.placeholders[name] or ())
+            _check_finite_column(name, values)
+            parts = {None: values}
+        else:
+            moments = _datetime_values(series, name)
+            parts = {part: _datetime_part(moments, part) for part in DATETIME_PARTS}
+        for part, values in parts.items():
+            missing = np.isnan(values)
+            self.seen[name] = self.seen[name] or not missing.all()
+            self.missing_anywhere[name] = self.missing_anywhere[name] or bool(missing.any())
+            gathered = self.steps[name] if part is None else self.steps[name][part]
+            gathered.add(values[fit_rows])
+
+    def _prune(self, name: Any) -> None:
+        """Keep the counts of a column with very many categories bounded (approximate)."""
+        step, limit = self.steps[name], self.max_categories
+        if limit is None or len(step.stats.counts) <= _PRUNE_FACTOR * limit:
+            return
+        kept = _most_frequent(step.stats.counts, _KEEP_FACTOR * limit)
+        step.stats = _steps.CategoricalStats(kept, step.stats.missing)
+        self.pruned.add(name)
+
+    def target_state(self) -> dict[str, Any]:
+        """The target's part of the state, once every batch is added."""
+        pre = self.pre
+        if pre.target is None:
+            return pre._target_state(None, None, [], 0)
+        series = pd.Series([], dtype=object, name=pre.target)
+        if self.label_rows == 0:
+            _check_target_values(series, [])
+        if self.unlabelled:
+            _warn(
+                f"Left out {self.unlabelled} of {self.unlabelled + self.label_rows} rows whose "
+                f"target {pre.target!r} is missing.",
+                MissingTargetWarning,
+            )
+        labels = list(self.labels)
+        task = pre._task
+        if task is None:
+            if len(labels) == 2 and not self.many_labels:
+                task = "binary"
+            else:
+                task = "regression" if self.numeric_target else "multiclass"
+        if not self.many_labels:
+            _check_target_values(series, labels)
+        stats = self.target_values.finish() if task == "regression" else None
+        return pre._target_state(task, stats, labels, self.label_rows)
+
+    def entries(self, state: dict[str, Any], notes: _FitNotes) -> None:
+        """Add every column's entry to ``state``, its outcome to ``notes``."""
+        pre = self.pre
+        for name, kind in self.kinds.items():
+            if kind == "ignore":
+                state["dropped"].append([name, "ignored"])
+                continue
+            if not self.seen[name]:
+                notes.empty.append(name)
+                continue
+            missing = self.missing_anywhere[name]
+            if kind == "numeric":
+                step = _steps.NumericStep(pre.scaling, self.steps[name].finish())
+                outcome = pre._numeric_entry(step, name, None, state, missing)
+            elif kind == "datetime":
+                parts = {
+                    part: _steps.NumericStep(pre.scaling, gathered.finish())
+                    for part, gathered in self.steps[name].items()
+                }
+                step = _steps.DateTimeStep(pre.scaling, parts)
+                outcome = pre._datetime_entries(step, name, state, missing)
+            else:
+                outcome = self._categorical(name, state)
+            notes.record(state, name, kind, outcome, self.placeholders.get(name))
+
+    def _categorical(self, name: Any, state: dict[str, Any]) -> str:
+        pre, step = self.pre, self.steps[name]
+        counts = step.stats.counts
+        if name in pre.kinds:
+            identifier = False
+        elif name in self.pruned:
+            identifier = self.first_identifier[name]
+        else:
+            identifier = _identifier_like(
+                self.sources[name], self.present[name], len(counts), pre.max_one_hot
+            )
+        limit = self.max_categories
+        if not identifier and limit is not None and len(counts) > limit:
+            kept = _most_frequent(counts, limit)
+            rows = self.present[name] - sum(kept.values())
+            some = "at least " if name in self.pruned else ""
+            _warn(
+                f"Column {name!r} has {some}{len(counts)} categories; kept the {limit} most "
+                f"frequent. The values of the other {rows} training rows, and any other value "
+                "at prediction, go to the unknown slot.",
+                DataWarning,
+            )
+            step = _steps.CategoricalStep(step.max_one_hot,
+                                          _steps.CategoricalStats(kept, step.stats.missing))
+        return pre._categorical_entry(step, name, self.sources[name], identifier, state)
+
+
+def _most_frequent(counts: Mapping[str, int], limit: int) -> dict[str, int]:
+    """The ``limit`` most frequent categories (ties: the first in sorted order)."""
+    chosen = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit]
+    return dict(chosen)
 
 
 # Frames of at most this many rows handle their plain numeric columns together (see
