@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import expect_warning
 from dlstructured import EarlyStopping, binary_classifier, dense_stack, train
 from dlstructured.training.contract import ArraySource
 
@@ -206,3 +207,27 @@ def test_source_that_gives_fewer_rows_than_it_has_is_named():
     x, y = _data(0, rows=9 * BATCH)
     with pytest.raises(ValueError, match=r"fewer rows in epoch 0 than its num_rows=160"):
         _train(_regression_network(), Short(x, y))
+
+
+def test_streamed_run_stops_on_an_infinite_loss():
+    from dlstructured.training.loop import TrainingDivergedWarning
+
+    x, y = _data(0)
+    y[-1] = np.inf  # the last batch's loss is infinite
+    with expect_warning(TrainingDivergedWarning, "diverged at epoch 1"):
+        result = _train(_regression_network(), StreamedRows(x, y), epochs=3)
+    assert result.diverged and result.epochs_run == 1
+
+
+def test_streamed_run_returns_what_it_has_on_ctrl_c():
+    from dlstructured.training.loop import TrainingInterruptedWarning
+
+    class CtrlC(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    x, y = _data(0)
+    with expect_warning(TrainingInterruptedWarning, "interrupted at epoch 2"):
+        result = _train(_regression_network(), StreamedRows(x, y), epochs=5, callbacks=[CtrlC()])
+    assert result.interrupted and result.epochs_run == 2

@@ -78,6 +78,10 @@ _MIN_VALIDATION_CHUNK = 2048
 # Padding the partial batch saves compiling a second step (a good part of a second) but computes
 # the padding rows in every epoch; it pays when they are a small share of the epoch's rows.
 _MAX_PADDING_SHARE = 0.02
+# Rows of one chunk when the rows are fed in chunks (training: CHUNK_ROWS // batch_size whole
+# batches, at least one; validation: chunks of up to this many rows). A float32 chunk of 30
+# features is 8 MB.
+CHUNK_ROWS = 65536
 
 # Loss reductions that padding rows with zero weight leaves exact: "count" reductions divide by
 # the number of rows, padding included, so the loss is scaled back by rows / real rows; "weight"
@@ -768,11 +772,6 @@ def _validation_plan(validation: Any, program: _ChunkProgram, feed: Any):
     chunk = -(-local_rows // chunks)
     chunk += -chunk % feed.local_devices
     return validation, chunk, chunks, global_rows
-
-
-CHUNK_ROWS = 65536
-"""Rows of one chunk of a chunk-fed epoch (training: ``CHUNK_ROWS // batch_size`` whole
-batches, at least one; validation: chunks of up to this many rows)."""
 
 
 ENGINE = JaxEngine()
