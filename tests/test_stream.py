@@ -209,13 +209,6 @@ def test_csv_is_converted_once_and_the_input_is_untouched(tmp_path):
 # --------------------------------------------------------------------------------------------
 # Streamed runs
 
-# Training on a BatchSource comes with the engine work on issue 14 (training/loop.py's
-# `_source_data`); until that is merged, the streamed runs cannot train. Remove once it is.
-_needs_source_training = pytest.mark.skipif(
-    not hasattr(__import__("dlstructured.training.loop", fromlist=["loop"]), "_source_data"),
-    reason="train() does not take a BatchSource yet (the engine branch of issue 14)",
-)
-
 
 def _regression_folder(tmp_path, rows=240):
     rng = np.random.default_rng(1)
@@ -225,7 +218,6 @@ def _regression_folder(tmp_path, rows=240):
     return frame, _folder(tmp_path, frame, files=3, row_group=25)
 
 
-@_needs_source_training
 def test_fit_table_streams_a_folder_end_to_end(tmp_path):
     from dlstructured import RunConfig, fit_table, load_model
 
@@ -252,7 +244,6 @@ def test_fit_table_streams_a_folder_end_to_end(tmp_path):
                                expected.inverse_transform_target(network), rtol=1e-4)
 
 
-@_needs_source_training
 def test_the_default_model_on_a_streamed_table_fits_once_and_says_so(tmp_path):
     from dlstructured import RunConfig, fit_table
 
@@ -264,7 +255,6 @@ def test_the_default_model_on_a_streamed_table_fits_once_and_says_so(tmp_path):
     assert run.refit_result is None and run.recipe.config.members == 4
 
 
-@_needs_source_training
 def test_command_line_trains_on_a_folder_and_predicts_batch_by_batch(tmp_path, capsys,
                                                                       monkeypatch):
     import keras
@@ -304,7 +294,6 @@ def test_command_line_trains_on_a_folder_and_predicts_batch_by_batch(tmp_path, c
         predict_streamed(loaded, folder, first)
 
 
-@_needs_source_training
 def test_a_streamed_run_resumes_and_refuses_changed_files(tmp_path):
     from dlstructured import RunConfig, fit_table
     from dlstructured.run import read_run_record, resume_run
