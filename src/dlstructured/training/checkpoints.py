@@ -76,7 +76,9 @@ def save_model_atomically(model: Any, path: str | os.PathLike) -> None:
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"`path` must end in .keras. Received: path={str(path)!r}")
-    with _io.atomic_path(path) as temporary, warnings.catch_warnings():
+    from dlstructured.distributed import outside_distribution
+
+    with _io.atomic_path(path) as temporary, warnings.catch_warnings(), outside_distribution():
         # Saving from inside `fit` on JAX makes Keras call NumPy's __array__ on its variables
         # the NumPy 1 way; NumPy 2's deprecation notice for it is Keras's to fix, not ours.
         warnings.filterwarnings("ignore", message=r"__array__ implementation doesn't accept",
