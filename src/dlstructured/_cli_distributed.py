@@ -15,7 +15,9 @@ import argparse
 import os
 from typing import Any
 
-FLAGS = ("num_processes", "process_id", "coordinator")
+#: Seconds to wait for the other processes (``dlstructured.distributed.DEFAULT_TIMEOUT``).
+DEFAULT_TIMEOUT = 60
+FLAGS = ("num_processes", "process_id", "coordinator", "coordinator_timeout")
 _ENVIRONMENT = ("KERAS_DISTRIBUTION_NUM_PROCESSES", "KERAS_DISTRIBUTION_PROCESS_ID",
                 "KERAS_DISTRIBUTION_JOB_ADDRESSES")
 
@@ -34,6 +36,17 @@ def _count(name: str, minimum: int):
     return convert
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(
+            f"--coordinator-timeout takes a positive number of seconds; received {text!r}")
+    return value
+
+
 def add_flags(parser: argparse.ArgumentParser) -> None:
     """Add the group "training across processes" to the ``train`` parser."""
     group = parser.add_argument_group(
@@ -48,6 +61,9 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--coordinator", metavar="HOST:PORT", default=None,
                        help="address of process 0 that every process can reach (default: "
                        "the first of $KERAS_DISTRIBUTION_JOB_ADDRESSES, or found by JAX)")
+    group.add_argument("--coordinator-timeout", metavar="SECONDS", type=_seconds,
+                       default=None, help="how long to wait for the coordinator and the other "
+                       f"processes before giving up (default: {DEFAULT_TIMEOUT})")
 
 
 def wanted(args: argparse.Namespace) -> bool:
@@ -75,8 +91,9 @@ def join(args: argparse.Namespace) -> int:
         return 0
     from dlstructured import distributed
 
+    timeout = args.coordinator_timeout or distributed.DEFAULT_TIMEOUT
     process_id, _ = distributed.initialize(args.coordinator, args.num_processes,
-                                           args.process_id)
+                                           args.process_id, timeout=timeout)
     return process_id
 
 

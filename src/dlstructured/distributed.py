@@ -389,6 +389,24 @@ def shard_positions(num_rows: int, *, num_processes: int | None = None,
     return np.arange(process_id, usable, num_processes, dtype="int64")
 
 
+def process0_says(flag: bool) -> bool:
+    """Process 0's ``flag``, on every process (each must call it at the same point): for a
+    decision that depends on this process's clock, such as when to write a checkpoint.
+
+    Example:
+
+    >>> from dlstructured.distributed import process0_says
+    >>> process0_says(True)
+    True
+    """
+    if process_count() == 1:
+        return bool(flag)
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    return bool(multihost_utils.broadcast_one_to_all(np.asarray(bool(flag))))
+
+
 def _digest(value: Any) -> int:
     text = json.dumps(value, sort_keys=True, default=repr)
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")

@@ -35,7 +35,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from dlstructured import _io
+from dlstructured import _io, distributed
 from dlstructured.errors import CheckpointError
 from dlstructured.training.state import TrainingState, restore_weights, snapshot_weights
 
@@ -76,9 +76,8 @@ def save_model_atomically(model: Any, path: str | os.PathLike) -> None:
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"`path` must end in .keras. Received: path={str(path)!r}")
-    from dlstructured.distributed import outside_distribution
-
-    with _io.atomic_path(path) as temporary, warnings.catch_warnings(), outside_distribution():
+    with (_io.atomic_path(path) as temporary, warnings.catch_warnings(),
+          distributed.outside_distribution()):
         # Saving from inside `fit` on JAX makes Keras call NumPy's __array__ on its variables
         # the NumPy 1 way; NumPy 2's deprecation notice for it is Keras's to fix, not ours.
         warnings.filterwarnings("ignore", message=r"__array__ implementation doesn't accept",
@@ -193,7 +192,13 @@ class CheckpointWriter(keras.callbacks.Callback):
         self.optimizer = optimizer
         self.seed = seed
         self.epochs = epochs
-        self.directory.mkdir(parents=True, exist_ok=True)
+        # In a multi-process run every process runs the writer, so that the weight swaps of
+        # `_save_best` (steps all processes take together) happen everywhere at the same
+        # epochs, as process 0 decides; only process 0 writes files.
+        self._primary = distributed.is_primary()
+        self._shared = distributed.process_count() > 1
+        if self._primary:
+            self.directory.mkdir(parents=True, exist_ok=True)
         self._pending: int | None = None
         self._best_changed = False
         self._next_write = 0.0
@@ -204,7 +209,8 @@ class CheckpointWriter(keras.callbacks.Callback):
         self._pending = epoch + 1
         if self.tracker.state.best_epoch == self._pending:
             self._best_changed = True
-        if time.monotonic() >= self._next_write:
+        due = time.monotonic() >= self._next_write
+        if distributed.process0_says(due) if self._shared else due:
             self.flush()
 
     def on_train_end(self, logs=None):
@@ -227,17 +233,21 @@ class CheckpointWriter(keras.callbacks.Callback):
     def _save_best(self, done: int) -> None:
         state, network = self.tracker.state, self.model
         if state.best_epoch == done or state.best_weights is None:
-            save_model_atomically(self.save_model, self.directory / BEST_MODEL_FILE)
+            if self._primary:
+                save_model_atomically(self.save_model, self.directory / BEST_MODEL_FILE)
             return
         # The best epoch is behind the current weights: save it, then put them back.
         current = snapshot_weights(network.weights)
         restore_weights(network.weights, state.best_weights)
         try:
-            save_model_atomically(self.save_model, self.directory / BEST_MODEL_FILE)
+            if self._primary:
+                save_model_atomically(self.save_model, self.directory / BEST_MODEL_FILE)
         finally:
             restore_weights(network.weights, current)
 
     def _write_state(self, done: int) -> None:
+        if not self._primary:
+            return
         state, network = self.tracker.state, self.model
         name = f"state-{done:06d}-{secrets.token_hex(4)}"
         folder = self.directory / name

@@ -859,10 +859,8 @@ def _callback_list(
 ) -> Any:
     """The callbacks every engine calls: the monitor first, then checkpoints, progress and the
     caller's own."""
-    from dlstructured.distributed import is_primary
-
     all_callbacks: list[Any] = [watcher]
-    if checkpoint_dir is not None and is_primary():  # one writer in a multi-process run
+    if checkpoint_dir is not None:
         all_callbacks.append(checkpoints.CheckpointWriter(
             checkpoint_dir, watcher, save_model=save_model, optimizer=optimizer, seed=seed,
             epochs=epochs,
