@@ -53,8 +53,9 @@ def _environment() -> dict[str, str]:
 
 
 def _start(command: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            env=_environment())
+    with log.open("w") as stream:  # the child keeps its own copy of the file
+        return subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT,
+                                env=_environment())
 
 
 def _train_processes(tmp_path: Path, name: str, flags_of, processes: int = 2):
@@ -300,10 +301,12 @@ def test_workers_started_differently_are_refused(tmp_path):
 def test_killing_a_worker_stops_the_other_and_resume_continues(tmp_path):
     from dlstructured.training.checkpoints import read_checkpoint
 
+    EPOCHS = 150  # noqa: N806 - long enough (about 0.1 s each) that the kill lands mid-run
     data = _table(tmp_path / "t.csv")
     out = tmp_path / "out"
     flags = [str(data), "--target", "y", "--model", "dense", "--hidden-units", "8",
-             "--epochs", "2000", "--patience", "0", "--batch-size", "32", "--out", str(out)]
+             "--epochs", str(EPOCHS), "--patience", "0", "--batch-size", "32", "--out",
+             str(out)]
     workers = _train_processes(tmp_path, "kill", lambda rank: flags)
     pointer = out / "checkpoints" / "checkpoint.json"
     deadline = time.monotonic() + WORKER_LIMIT
@@ -319,13 +322,51 @@ def test_killing_a_worker_stops_the_other_and_resume_continues(tmp_path):
     assert code != 0, _log(tmp_path, "kill", 0)
     assert took < distributed.DEFAULT_HEARTBEAT_TIMEOUT + 40, took
     state = read_checkpoint(out / "checkpoints")  # what was written is whole
-    assert 0 < state.epoch < 2000
+    assert 0 < state.epoch < EPOCHS
 
-    resumed = _train_processes(tmp_path, "resume", lambda rank: [
-        "--resume", str(out), "--epochs", str(state.epoch + 3)])
+    resumed = _train_processes(tmp_path, "resume", lambda rank: ["--resume", str(out)])
     codes = _finish(resumed)
     logs = [_log(tmp_path, "resume", rank) for rank in range(2)]
     assert codes == [0, 0], logs
     summary = json.loads((out / "metrics.json").read_text())
-    assert summary["epochs_run"] == state.epoch + 3
+    assert summary["epochs_run"] == EPOCHS
+    history = pd.read_csv(out / "history.csv")
+    assert history["epoch"].tolist() == list(range(1, EPOCHS + 1))  # one row per epoch
     assert dlstructured.load_model(out / "model.keras") is not None
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray's own, at import and start-up
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_fit_table_on_ray_trains_across_two_workers(tmp_path):
+    ray = pytest.importorskip("ray")
+    from dlstructured import RunConfig, fit_table_on_ray
+
+    frame = pd.read_csv(_table(tmp_path / "t.csv"))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        result = fit_table_on_ray(
+            frame, "y", RunConfig(model="dense", hidden_units=(8,), epochs=2, batch_size=32),
+            num_workers=2, out=tmp_path / "out",
+            env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+                 "PYTHONPATH": _environment()["PYTHONPATH"]})
+    finally:
+        ray.shutdown()
+    assert result.num_workers == 2
+    assert result.summary["rows"] == {"train": 142, "valid": 61}  # the whole table's rows
+    assert result.summary["epochs_run"] == 2
+    assert len(result.model.predict(frame.head(4))) == 4
+    assert sorted(p.name for p in result.out.iterdir()) == sorted(
+        ["checkpoints", "history.csv", "learning_curves.png", "metrics.json", "model.keras",
+         "run.json"])
+
+
+def test_fit_table_on_ray_checks_its_arguments():
+    from dlstructured import fit_table_on_ray
+
+    with pytest.raises(ValueError, match=r"Received: num_workers=0"):
+        fit_table_on_ray("t.csv", "y", num_workers=0, out="out")
+    with pytest.raises(ValueError, match=r"Received: cpus_per_worker=-1"):
+        fit_table_on_ray("t.csv", "y", num_workers=2, cpus_per_worker=-1, out="out")
+    with pytest.raises(TypeError, match=r"Received: config=\{'epochs': 2\}"):
+        fit_table_on_ray("t.csv", "y", {"epochs": 2}, num_workers=2, out="out")
