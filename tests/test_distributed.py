@@ -132,19 +132,24 @@ def test_initialize_refuses_other_backends():
         distributed.initialize("127.0.0.1:1234", 2, 0)
 
 
+@pytest.mark.skipif(ON_JAX, reason="Keras is imported on JAX in this process")
 def test_command_line_refuses_tensorflow(tmp_path, capsys):
     data = _table(tmp_path / "t.csv")
     code = main(["train", str(data), "--target", "y", "--out", str(tmp_path / "out"),
                  "--backend", "tensorflow", "--num-processes", "2", "--process-id", "0"])
     assert code == 2
-    assert ("--num-processes and --process-id train across processes on the JAX backend "
-            "only; pass --backend jax") in capsys.readouterr().err
+    assert ("training across processes (--num-processes, --process-id, --coordinator) needs "
+            "the JAX backend, but Keras runs on 'tensorflow': pass --backend jax"
+            ) in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.skipif(not ON_JAX, reason="on another backend the flags are refused first")
 @pytest.mark.parametrize(("flags", "match"), [
-    (["--num-processes", "0"], "--num-processes takes a whole number from 1; received '0'"),
-    (["--process-id", "-1"], "--process-id takes a whole number from 0; received '-1'"),
+    (["--num-processes", "0"], "`num_processes` must be at least 1. Received: num_processes=0"),
+    (["--num-processes", "2", "--process-id", "-1"], "`process_id` must be from 0 to "
+     "num_processes - 1 (1). Received: process_id=-1"),
+    (["--coordinator", "nohost"], "`coordinator` must be 'HOST:PORT'"),
 ])
 def test_command_line_refuses_bad_counts(tmp_path, capsys, flags, match):
     data = _table(tmp_path / "t.csv")
@@ -281,7 +286,7 @@ def test_command_line_two_processes(tmp_path, model):
     assert codes == [0, 0], logs
     assert f"wrote model.keras, metrics.json, history.csv, learning_curves.png, run.json to " \
            f"{out}" in logs[0]
-    assert "process 1 of 2 done; process 0 wrote" in logs[1]
+    assert "process 1 done; process 0 wrote model.keras" in logs[1]
     record = json.loads((out / "run.json").read_text())
     assert record["config"]["model"] == model
     assert not list(tmp_path.glob("**/.tmp-*"))  # nothing half-written

@@ -69,8 +69,9 @@ def _check_backend() -> None:
             "training across processes needs the JAX backend, but Keras runs on "
             f"{backend!r}: set KERAS_BACKEND=jax before Keras is imported. "
             f"Received: backend={backend!r}",
-            cli_message="--num-processes needs the JAX backend, but Keras runs on "
-            f"{backend!r}: pass --backend jax (or set KERAS_BACKEND=jax)",
+            cli_message="training across processes (--num-processes, --process-id, "
+            f"--coordinator) needs the JAX backend, but Keras runs on {backend!r}: pass "
+            "--backend jax",
         )
 
 
