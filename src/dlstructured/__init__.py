@@ -71,12 +71,18 @@ _EXPORTS = {
     # hyperparameter search (needs the optional Optuna)
     "search": "tuning",
     "SearchResult": "tuning",
+    # training across processes launched by Ray (needs the optional Ray)
+    "fit_table_on_ray": "ray_launch",
 }
+# Public modules, loaded on first use: ``dlstructured.distributed.initialize(...)``.
+_MODULES = ("distributed",)
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = sorted([*_EXPORTS, *_MODULES, "__version__"])
 
 
 def __getattr__(name: str):
+    if name in _MODULES:
+        return importlib.import_module(f"{__name__}.{name}")  # the import sets the attribute
     module_name = _EXPORTS.get(name)
     if module_name is None:
         raise AttributeError(f"module 'dlstructured' has no attribute {name!r}")

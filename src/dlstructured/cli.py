@@ -30,7 +30,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from dlstructured import __version__
+from dlstructured import __version__, _cli_distributed, distributed
 from dlstructured.config import MODEL_CHOICES, TASK_CHOICES, RunConfig, field_from_text
 from dlstructured.errors import (
     DataWarning,
@@ -195,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_flags(train)
     train.add_argument("--out", metavar="DIR", default=None,
                        help="output folder (default: runs/<DATA file name without suffix>)")
+    _cli_distributed.add_flags(train)
     train.set_defaults(func=_cmd_train)
 
     predict = commands.add_parser(
@@ -637,6 +638,7 @@ def _train_config(args: argparse.Namespace, given: set[str]) -> tuple[Any, ...]:
 def _cmd_train(args: argparse.Namespace, console: _Console) -> int:
     data, target, out, config, backend = _train_config(args, _given_options(args.argv))
     with _keras_backend(backend, hide_extras=args.whole_process):
+        _cli_distributed.join(args)
         return _fit(data, target, config, out=out, resume=args.resume is not None,
                     console=console)
 
@@ -659,7 +661,8 @@ def _fit(data: Any, target: Any, config: RunConfig, *, out: Path, resume: bool,
                             verbose=0 if console.quiet else 1)
     result = run.result
     console.result(run.metrics_table())
-    console.result(f"wrote {', '.join(OUTPUT_FILES)} to {out}")
+    wrote, rank = f"wrote {', '.join(OUTPUT_FILES)} to {out}", distributed.process_index()
+    console.result(f"process {rank} done; process 0 {wrote}" if rank else wrote)
     if result.diverged:
         console.error(
             f"training diverged at epoch {result.diverged_epoch} (the loss became NaN or "

@@ -608,6 +608,65 @@ def _check_metrics(config: RunConfig, task: str) -> None:
                        cli_message=f"bad --metrics: {error}") from error
 
 
+# --------------------------------------------------------------------------------------------
+# Several processes (see dlstructured.distributed)
+
+
+def _check_processes_agree(config: RunConfig, **more: Any) -> None:
+    """Refuse processes of one run started with different options or data."""
+    from dlstructured import distributed
+
+    values = {name: getattr(config, name) for name in _CONFIG_FIELDS}
+    values.update({name: str(value) if isinstance(value, Path) else value
+                   for name, value in more.items()})
+    distributed.check_same(values, flags={"data": "DATA (its content)", "out": "--out"})
+
+
+def _distribution_scope() -> Any:
+    """Data-parallel over every device of every process in a multi-process run, unless the
+    caller chose a distribution; else nothing."""
+    import contextlib
+
+    from dlstructured import distributed
+
+    if distributed.process_count() == 1:
+        return contextlib.nullcontext()
+    import keras
+
+    if keras.distribution.distribution() is not None:
+        return contextlib.nullcontext()
+    return distributed.data_parallel().scope()
+
+
+def _shard(prepared: Any) -> Any:
+    """This process's rows of the training and validation parts (all of them in one process):
+    the rule of ``dlstructured.distributed.shard_positions``."""
+    from dlstructured import distributed
+
+    if distributed.process_count() == 1:
+        return prepared
+    train = distributed.shard_positions(len(prepared.x_train))
+    parts = {"x_train": prepared.x_train[train], "y_train": prepared.y_train[train],
+             "train_index": prepared.train_index[train]}
+    if prepared.x_valid is not None and len(prepared.x_valid):
+        valid = distributed.shard_positions(len(prepared.x_valid))
+        parts.update(x_valid=prepared.x_valid[valid], y_valid=prepared.y_valid[valid],
+                     valid_index=prepared.valid_index[valid])
+    return dataclasses.replace(prepared, **parts)
+
+
+def _check_batch_size(config: RunConfig) -> None:
+    from dlstructured import distributed
+
+    processes = distributed.process_count()
+    devices = processes * distributed.local_device_count()
+    if config.batch_size % devices:
+        message = (f"{{}} {config.batch_size} is the global batch of {processes} processes "
+                   f"and must be a multiple of their {devices} devices; give a multiple")
+        raise RunError(message.format("`batch_size`") + f". Received: batch_size="
+                       f"{config.batch_size}", cli_message=message.format("--batch-size"))
+
+
 def _remove_unless_useful(out: Path) -> None:
     """Remove an output folder a failed run created, if it holds only the run's bookkeeping
     (``run.json``, a checkpoint folder without a completed checkpoint)."""
@@ -697,11 +756,21 @@ def fit_table(
     frame = read_data(data, sep=config.sep, encoding=config.encoding)
     source = "the DataFrame" if isinstance(data, pd.DataFrame) else repr(str(data))
     now = fingerprint(data, frame)
+    _check_processes_agree(config, target=target, data=now["sha256"], out=out, resume=resume)
     if record is not None:
         _check_fingerprint(record, now, source, out)
         now = record.fingerprint or now
     prepared = _prepare(frame, target, config, source)
     _check_metrics(config, prepared.task)
+    with _distribution_scope():
+        return _fit_prepared(prepared, frame, data, target, config, source, now, out, resume,
+                             callbacks, verbose)
+
+
+def _fit_prepared(prepared: Any, frame: pd.DataFrame, data: Any, target: Any, config: RunConfig,
+                  source: str, now: dict[str, Any], out: Path | None, resume: bool,
+                  callbacks: Sequence[Any], verbose: int) -> Run:
+    """``fit_table`` once the data is prepared: build, train, refit, write (process 0 only)."""
     run = _new_run(prepared, config, target=target, fingerprint=now,
                    data=None if isinstance(data, pd.DataFrame) else str(Path(data).resolve()))
     everything = functools.partial(_prepare, frame, target, config, source, valid_fraction=0.0)
@@ -712,7 +781,11 @@ def fit_table(
 def _run_and_write(run: Run, prepared: Any, refit_data: Any, *, out: Path | None,
                    resume: bool, callbacks: Sequence[Any], verbose: int) -> Run:
     """Train ``run`` on ``prepared`` (then refit on ``refit_data()`` if the recipe says so),
-    with ``out``'s run.json first and its files at the end."""
+    with ``out``'s run.json first and its files at the end (process 0 only)."""
+    from dlstructured import distributed
+
+    _check_batch_size(run.recipe.config)
+    primary = distributed.is_primary()
     checkpoints = None if out is None else out / CHECKPOINT_DIR
     from_checkpoint = False
     if out is not None:
@@ -724,18 +797,20 @@ def _run_and_write(run: Run, prepared: Any, refit_data: Any, *, out: Path | None
                           "beginning", UserWarning, stacklevel=2)
         if from_checkpoint:
             read_checkpoint(checkpoints)  # refuse a broken checkpoint before training
-    created = out is not None and not out.exists()
+    created = out is not None and not out.exists() and primary
     try:
-        if out is not None:
+        if out is not None and primary:
             _write_run_record(out, run.record())
-        run.result = _train(run, prepared, callbacks, verbose, checkpoints, from_checkpoint)
+        run.result = _train(run, _shard(prepared), callbacks, verbose, checkpoints,
+                            from_checkpoint)
         if _should_refit(run):
-            _refit(run, refit_data(), callbacks, verbose, checkpoints, from_checkpoint)
+            _refit(run, _shard(refit_data()), callbacks, verbose, checkpoints,
+                   from_checkpoint)
     except BaseException:
         if created:
             _remove_unless_useful(out)
         raise
-    if out is not None:
+    if out is not None and primary:
         run.write(out)
     return run
 
@@ -789,6 +864,12 @@ def _fit_streamed(data: Any, target: Any, config: RunConfig, *, out: Path | None
                    "rows are chosen by a hash of the row number. Leave it out, or give a table "
                    "that fits in memory")
         raise RunError(message.format("`group_by`"), cli_message=message.format("--group-by"))
+    from dlstructured import distributed
+
+    if distributed.process_count() > 1:
+        raise RunError(f"A streamed table ({source}) trains in one process: streaming across "
+                       "processes is not built yet. Run one process, or give each process a "
+                       "table that fits in memory")
     with tempfile.TemporaryDirectory(prefix="dlstructured-") as scratch:
         cache = (out if out is not None else Path(scratch)) / CACHE_FOLDER
         table = open_stream(data, cache, sep=config.sep, encoding=config.encoding,
@@ -1005,8 +1086,10 @@ def _refit(run: Run, prepared: Any, callbacks: Sequence[Any], verbose: int,
     from dlstructured.training.loop import train
 
     config = run.recipe.config
+    from dlstructured import distributed
+
     epochs = int(run.result.best_epoch)
-    rows = len(prepared.x_train)
+    rows = len(prepared.x_train) * distributed.process_count()  # prepared holds one shard
     schedule = LogCosineRestarts(
         config.learning_rate, total_steps=config.epochs * -(-rows // min(config.batch_size, rows))
     )
