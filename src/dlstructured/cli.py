@@ -349,11 +349,9 @@ def _keras_backend(requested: str | None, *, hide_extras: bool = False) -> Itera
 
         current = keras.backend.backend()
         if requested is not None and requested != current:
-            raise UsageError(
-                f"Keras is already imported with the {current} backend in this process, so "
-                f"--backend {requested} cannot take effect; run the `dlstructured` command in "
-                "a new process"
-            )
+            raise UsageError(f"Keras is already imported with the {current} backend in this "
+                             f"process, so --backend {requested} cannot take effect; run the "
+                             "`dlstructured` command in a new process")
         yield current
         return
     name = requested or DEFAULT_BACKEND
@@ -664,11 +662,9 @@ def _fit(data: Any, target: Any, config: RunConfig, *, out: Path, resume: bool,
     wrote, rank = f"wrote {', '.join(OUTPUT_FILES)} to {out}", distributed.process_index()
     console.result(f"process {rank} done; process 0 {wrote}" if rank else wrote)
     if result.diverged:
-        console.error(
-            f"training diverged at epoch {result.diverged_epoch} (the loss became NaN or "
-            "infinite); the files hold the best weights before it. Lower --learning-rate, or "
-            "add --input-batch-norm / --batch-norm"
-        )
+        console.error(f"training diverged at epoch {result.diverged_epoch} (the loss became NaN "
+                      "or infinite); the files hold the best weights before it. Lower "
+                      "--learning-rate, or add --input-batch-norm / --batch-norm")
         return EXIT_FAILED
     if result.interrupted:
         console.error(f"interrupted after {result.epochs_run} epochs; wrote the model so far")
@@ -677,48 +673,42 @@ def _fit(data: Any, target: Any, config: RunConfig, *, out: Path, resume: bool,
 
 
 def _cmd_predict(args: argparse.Namespace, console: _Console) -> int:
-    from dlstructured.run import prediction_frame, read_data, refuse_inputs, streams, write_csv
+    from dlstructured import run as runs
 
-    refuse_inputs(args.out, model=args.model, data=args.data)
-    if streams(args.data):  # too large for memory: batch by batch
-        with _keras_backend(args.backend, hide_extras=args.whole_process):
-            from dlstructured.run import load_run_model, predict_streamed
-
-            rows = predict_streamed(load_run_model(args.model), args.data, args.out,
-                                    proba=args.proba, sep=args.sep, encoding=args.encoding)
-        if args.out is not None:
-            console.notice(f"wrote {rows} predictions to {args.out}")
-        return EXIT_OK
-    frame = read_data(args.data, sep=args.sep, encoding=args.encoding)
+    runs.refuse_inputs(args.out, model=args.model, data=args.data)
+    streamed = runs.streams(args.data)  # too large for memory: batch by batch
+    frame = None if streamed else runs.read_data(args.data, sep=args.sep, encoding=args.encoding)
     with _keras_backend(args.backend, hide_extras=args.whole_process):
-        from dlstructured.run import load_run_model
-
-        predictions = prediction_frame(load_run_model(args.model), frame, proba=args.proba)
-    if args.out is None:
-        predictions.to_csv(sys.stdout, index=False)
-    else:
-        write_csv(predictions, args.out)
-        console.notice(f"wrote {len(predictions)} predictions to {args.out}")
+        model = runs.load_run_model(args.model)
+        if streamed:
+            rows = runs.predict_streamed(model, args.data, args.out, proba=args.proba,
+                                         sep=args.sep, encoding=args.encoding)
+        else:
+            predictions = runs.prediction_frame(model, frame, proba=args.proba)
+            rows = len(predictions)
+    if not streamed:
+        runs.write_csv(predictions, args.out)
+    if args.out is not None:
+        console.notice(f"wrote {rows} predictions to {args.out}")
     return EXIT_OK
 
 
 def _cmd_evaluate(args: argparse.Namespace, console: _Console) -> int:
-    from dlstructured.run import evaluate_on, format_number, read_data, require_column
+    from dlstructured import run as runs
 
-    frame = read_data(args.data, sep=args.sep, encoding=args.encoding)
-    require_column(frame, repr(args.data), "target", args.target)
+    frame = runs.read_data(args.data, sep=args.sep, encoding=args.encoding)
+    runs.require_column(frame, repr(args.data), "target", args.target)
     with _keras_backend(args.backend, hide_extras=args.whole_process):
-        from dlstructured.run import load_run_model
-
-        metrics = evaluate_on(load_run_model(args.model), frame, args.target)
+        metrics = runs.evaluate_on(runs.load_run_model(args.model), frame, args.target)
     width = max((len(name) for name in metrics), default=6)
-    print("\n".join(f"{name:<{width}}  {format_number(value)}" for name, value in metrics.items()))
+    print("\n".join(f"{name:<{width}}  {runs.format_number(value)}"
+                    for name, value in metrics.items()))
     return EXIT_OK
 
 
 def _cmd_explain(args: argparse.Namespace, console: _Console) -> int:
     from dlstructured.explain import CHART_FILE, IMPORTANCE_FILE, write_importance
-    from dlstructured.run import read_data, refuse_inputs, require_column
+    from dlstructured.run import load_run_model, read_data, refuse_inputs, require_column
 
     out = Path(args.out)
     for name in (IMPORTANCE_FILE, CHART_FILE):
@@ -727,8 +717,6 @@ def _cmd_explain(args: argparse.Namespace, console: _Console) -> int:
     frame = read_data(args.data, sep=args.sep, encoding=args.encoding)
     require_column(frame, repr(args.data), "target", args.target)
     with _keras_backend(args.backend, hide_extras=args.whole_process):
-        from dlstructured.run import load_run_model
-
         importance = load_run_model(args.model).feature_importance(
             frame, args.target, n_repeats=args.repeats, random_state=args.seed)
     title = f"{Path(args.model).name} on {Path(args.data).name}"
@@ -745,10 +733,8 @@ def _cmd_demo(args: argparse.Namespace, console: _Console) -> int:
 
     out = Path(args.out)
     config = RunConfig(epochs=args.epochs, seed=args.seed)
-    jobs = [
-        ("diabetes", load_diabetes, "progression", "regression"),
-        ("breast_cancer", load_breast_cancer, "diagnosis", "binary classification"),
-    ]
+    jobs = [("diabetes", load_diabetes, "progression", "regression"),
+            ("breast_cancer", load_breast_cancer, "diagnosis", "binary classification")]
     with _keras_backend(args.backend, hide_extras=args.whole_process):
         for name, load, target, what in jobs:
             console.result(f"\n== {name}: {what}, target {target!r}")

@@ -1333,12 +1333,18 @@ def refuse_inputs(path: str | os.PathLike | None, *,
             raise RunError(message.format("`path`"), cli_message=message.format("--out"))
 
 
-def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write ``frame`` (without its index) to the CSV file ``path`` atomically.
+def write_csv(frame: pd.DataFrame, path: str | os.PathLike | None) -> None:
+    """Write ``frame`` (without its index) to the CSV file ``path`` atomically, or to standard
+    output when ``path`` is ``None``.
 
     Raises:
         RunError: If ``path`` is a folder.
     """
+    if path is None:
+        import sys
+
+        frame.to_csv(sys.stdout, index=False)
+        return
     path = Path(path)
     if path.is_dir():
         raise RunError(f"{str(path)!r} is a folder; give a file name such as predictions.csv")
