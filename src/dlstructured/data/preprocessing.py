@@ -1704,8 +1704,8 @@ class _Values:
     Batches are kept until they hold a quarter of ``steps.MAX_KEPT_VALUES`` values, then merged
     into the statistics at once: a small table gets the very statistics ``fit`` computes (the
     mean and variance of a larger one are merged exactly, up to float rounding), and a large one
-    sorts its kept values once per quarter million values rather than once per batch, while the
-    values waiting stay within a quarter of the kept ones.
+    sorts its kept values once per quarter of that many values rather than once per batch, while
+    the values waiting stay within a quarter of the kept ones.
     """
 
     def __init__(self, distinct: bool):

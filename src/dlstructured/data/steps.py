@@ -44,7 +44,7 @@ __all__ = [
     "TargetStep",
 ]
 
-MAX_KEPT_VALUES = 1 << 20
+MAX_KEPT_VALUES = 1 << 18
 """Most values a merged ``NumericStats`` keeps for its median and quartiles."""
 
 _FEW = 3  # distinct values tracked exactly: robust scaling treats two-valued columns apart
