@@ -30,12 +30,10 @@ from run import matmul_peak_gflops  # noqa: E402
 
 
 def trees_seconds(frame, target) -> float:
+    from quality import tree_features
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-    x = frame.drop(columns=[target]).copy()
-    for column in x.columns:
-        if x[column].dtype == object:
-            x[column] = x[column].astype("category")
+    x, _ = tree_features(frame.drop(columns=[target]), frame.drop(columns=[target]).head(0))
     started = time.perf_counter()
     HistGradientBoostingRegressor(categorical_features="from_dtype").fit(x, frame[target])
     return time.perf_counter() - started
