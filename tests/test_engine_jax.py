@@ -411,6 +411,23 @@ def test_learning_rate_scheduler_takes_effect_between_epochs():
     assert network.compiled and network.optimizer.built
 
 
+def test_weakly_typed_start_compiles_the_epoch_once(caplog):
+    import jax
+    import jax.numpy as jnp
+
+    setup = _regression_setup()
+    args = {k: setup[k] for k in ("loss", "metrics", "valid")}
+    network = setup["build"]()
+    bias = network.get_layer("block_1_dense").bias
+    # What an initializer built from Python scalars leaves behind (`where(c, -1.0, 1.0)`).
+    bias.assign(jnp.where(jnp.zeros(bias.shape) < 1, 0.5, 0.0))
+    assert bias.value.weak_type
+    with jax.log_compiles(), caplog.at_level("WARNING"):
+        _engine_fit(network, setup["x"], setup["y"], epochs=3, **args)
+    compiles = [r for r in caplog.records if "Compiling jit(_epoch)" in r.getMessage()]
+    assert len(compiles) == 1
+
+
 def test_metric_without_variables_is_refused_before_training():
     setup = _regression_setup()
     network = setup["build"]()

@@ -194,7 +194,9 @@ class MemberAdapter(keras.layers.Layer):
 
         def random_signs(shape, dtype=None):
             draws = keras.random.uniform(shape, seed=seed)
-            return ops.cast(ops.where(draws < 0.5, -1.0, 1.0), dtype or "float32")
+            # Python-scalar branches would leave a weakly typed value on JAX.
+            one = ops.ones((), dtype or "float32")
+            return ops.where(draws < 0.5, -one, one)
 
         self.adapter = self.add_weight(
             name="adapter",

@@ -576,7 +576,12 @@ def _values(variables: list, seen: set) -> list:
     values = []
     for variable in variables:
         value = variable.value
-        if id(value) in seen:
+        if getattr(value, "weak_type", False):
+            # An initializer computed from Python scalars leaves a weakly typed value; the
+            # epoch returns strongly typed ones, so without this the second epoch compiles
+            # the whole program again.
+            value = jnp.asarray(value, dtype=value.dtype)
+        elif id(value) in seen:
             value = jnp.copy(value)
         seen.add(id(value))
         values.append(value)
