@@ -123,6 +123,43 @@ def test_layers_match_numpy(rng):
     np.testing.assert_allclose(keras.ops.convert_to_numpy(heads(y)), expected, rtol=1e-5)
 
 
+def test_host_initializers_draw_their_distributions_and_repeat_their_seeds():
+    from dlstructured.models.initializers import HostInitializer
+
+    normal = HostInitializer("normal", seed=3, stddev=2.0)((200, 100))
+    assert normal.dtype == np.float32 and abs(normal.mean()) < 0.05
+    assert normal.std() == pytest.approx(2.0, rel=0.02)
+    uniform = HostInitializer("uniform", seed=3, low=-1.0, high=3.0)((20_000,))
+    assert uniform.min() >= -1.0 and uniform.max() < 3.0
+    assert uniform.mean() == pytest.approx(1.0, abs=0.05)
+    signs = HostInitializer("signs", seed=3)((20_000,))
+    assert set(np.unique(signs)) == {-1.0, 1.0} and abs(signs.mean()) < 0.05
+    np.testing.assert_array_equal(HostInitializer("normal", seed=3, stddev=2.0)((200, 100)), normal)
+    assert not np.array_equal(HostInitializer("normal", seed=4, stddev=2.0)((200, 100)), normal)
+    # Unseeded draws follow Python's `random`, which keras.utils.set_random_seed seeds.
+    draws = []
+    for _ in range(2):
+        keras.utils.set_random_seed(11)
+        draws.append(HostInitializer("uniform", low=0.0, high=1.0)((5,)))
+    np.testing.assert_array_equal(*draws)
+    with pytest.raises(ValueError, match=r"Received: distribution='gamma'"):
+        HostInitializer("gamma")
+    with pytest.raises(ValueError, match=r"Received: \['stddev'\]"):
+        HostInitializer("uniform", stddev=1.0)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="counts JAX compilations")
+def test_building_the_ensemble_compiles_no_random_draws(caplog):
+    import jax
+
+    data = dl.prepare(_frame(np.random.default_rng(0)), target="y", max_one_hot=2)
+    assert data.embeddings
+    with jax.log_compiles(), caplog.at_level("WARNING"):
+        dl.ensemble_mlp(data, hidden_units=(8, 8), members=2, periodic_embedding=True, seed=0)
+    programs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Compiling")]
+    assert not [p for p in programs if "_uniform" in p or "_normal" in p or "broadcast" in p]
+
+
 def test_member_mean_loss_and_metric_match_numpy():
     y_true = np.array([1.0, 0.0, 1.0], "float32")
     y_pred = np.array([[[0.9], [0.6]], [[0.2], [0.4]], [[0.3], [0.7]]], "float32")

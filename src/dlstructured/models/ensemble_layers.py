@@ -25,8 +25,10 @@ import keras
 from keras import ops
 
 from dlstructured._checks import check_float, check_int
+from dlstructured.models.initializers import HostInitializer
 
 PACKAGE = "dlstructured"
+_ZEROS = HostInitializer("constant", value=0.0)
 
 MEMBER_LOSSES = ("mae", "mse", "binary_crossentropy", "sparse_categorical_crossentropy")
 """Losses ``MemberMeanLoss`` computes per member."""
@@ -68,7 +70,7 @@ class FeatureScale(keras.layers.Layer):
         self.stored_scale = self.add_weight(
             name="scale",
             shape=(input_shape[-1],),
-            initializer=keras.initializers.Constant(1.0 / self.rate_factor),
+            initializer=HostInitializer("constant", value=1.0 / self.rate_factor),
             trainable=True,
         )
 
@@ -132,21 +134,20 @@ class PeriodicEmbedding(keras.layers.Layer):
         stored = 1.0 / self.rate_factor
         self.frequency = self.add_weight(
             name="frequency", shape=(features, self.frequencies),
-            initializer=keras.initializers.RandomNormal(stddev=self.sigma * stored,
-                                                        seed=seeds[0]),
+            initializer=HostInitializer("normal", seeds[0], stddev=self.sigma * stored),
         )
         self.phase = self.add_weight(
             name="phase", shape=(features, self.frequencies),
-            initializer=keras.initializers.RandomUniform(-0.5 * stored, 0.5 * stored,
-                                                         seed=seeds[1]),
+            initializer=HostInitializer("uniform", seeds[1], low=-0.5 * stored,
+                                        high=0.5 * stored),
         )
         limit = stored / math.sqrt(self.frequencies)
         self.mixing = self.add_weight(
             name="mixing", shape=(features, self.frequencies, self.units),
-            initializer=keras.initializers.RandomUniform(-limit, limit, seed=seeds[2]),
+            initializer=HostInitializer("uniform", seeds[2], low=-limit, high=limit),
         )
         self.mixing_bias = self.add_weight(
-            name="mixing_bias", shape=(features, self.units), initializer="zeros"
+            name="mixing_bias", shape=(features, self.units), initializer=_ZEROS
         )
 
     def call(self, inputs):
@@ -190,18 +191,10 @@ class MemberAdapter(keras.layers.Layer):
         self.seed = seed
 
     def build(self, input_shape):
-        seed = self.seed
-
-        def random_signs(shape, dtype=None):
-            draws = keras.random.uniform(shape, seed=seed)
-            # Python-scalar branches would leave a weakly typed value on JAX.
-            one = ops.ones((), dtype or "float32")
-            return ops.where(draws < 0.5, -one, one)
-
         self.adapter = self.add_weight(
             name="adapter",
             shape=(self.members, input_shape[-1]),
-            initializer=random_signs,
+            initializer=HostInitializer("signs", self.seed),
             trainable=True,
         )
 
@@ -262,14 +255,12 @@ class NTKDense(keras.layers.Layer):
         self.kernel = self.add_weight(
             name="kernel",
             shape=(input_shape[-1], self.units),
-            initializer=keras.initializers.RandomNormal(stddev=1.0, seed=self.seed),
+            initializer=HostInitializer("normal", self.seed),
         )
         if self.bias_initializer == "normal":
-            initializer = keras.initializers.RandomNormal(
-                stddev=1.0 / self.bias_rate_factor, seed=seed
-            )
+            initializer = HostInitializer("normal", seed, stddev=1.0 / self.bias_rate_factor)
         else:
-            initializer = "zeros"
+            initializer = _ZEROS
         self.stored_bias = self.add_weight(name="bias", shape=(self.units,),
                                            initializer=initializer)
 
@@ -324,9 +315,9 @@ class MemberHeads(keras.layers.Layer):
     def build(self, input_shape):
         members, width = input_shape[1], input_shape[2]
         self.kernel = self.add_weight(
-            name="kernel", shape=(members, width, self.units), initializer="zeros"
+            name="kernel", shape=(members, width, self.units), initializer=_ZEROS
         )
-        self.bias = self.add_weight(name="bias", shape=(members, self.units), initializer="zeros")
+        self.bias = self.add_weight(name="bias", shape=(members, self.units), initializer=_ZEROS)
 
     def call(self, inputs):
         width = self.kernel.shape[1]

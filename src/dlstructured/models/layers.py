@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
+from dlstructured.models.initializers import HostInitializer
+
 
 @keras.saving.register_keras_serializable(package="dlstructured")
 class CategoryEmbedding(keras.layers.Layer):
@@ -58,8 +60,8 @@ class CategoryEmbedding(keras.layers.Layer):
             keras.layers.Embedding(
                 input_dim,
                 output_dim,
-                embeddings_initializer=keras.initializers.RandomUniform(
-                    -0.05, 0.05, seed=None if seed is None else seed + k
+                embeddings_initializer=HostInitializer(
+                    "uniform", None if seed is None else seed + k, low=-0.05, high=0.05
                 ),
                 name=f"table_{k}",
             )
