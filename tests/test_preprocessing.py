@@ -488,3 +488,36 @@ def test_few_rows_still_name_infinite_and_missing_columns():
         pre.transform(pd.DataFrame({"a": [np.inf], "b": [1]}))
     with pytest.raises(DataError, match="missing values: 'a'"):
         pre.transform(pd.DataFrame({"a": [np.nan], "b": [1]}))
+
+
+@pytest.mark.parametrize(
+    "values, dtype",
+    [
+        (["b", None, "a", "b", np.nan, "a"], "object"),
+        (["b", None, "a", "b"], "string"),
+        ([3, 1, 3, 2], "int64"),
+        ([1.0, np.nan, 1.5, 1.0, -0.0, 0.0], "float64"),
+        ([1, 1.0, "1", True, None, b"x", 2.5, False, 0], "object"),
+        ([True, False, True], "bool"),
+        (["x", "y", None, "x"], "category"),
+    ],
+)
+@pytest.mark.parametrize("rows", [1, 40])  # the few-rows path and pandas's
+def test_a_rows_category_does_not_depend_on_the_other_rows(values, dtype, rows):
+    from dlstructured.data import preprocessing
+
+    def row_strings(series):
+        codes, strings = preprocessing._factorize(series)
+        assert len(set(strings)) == len(strings)
+        return [strings[c] if c >= 0 else None for c in codes]
+
+    series = pd.Series(values * rows, dtype=dtype)
+    alone = [row_strings(series.iloc[[row]])[0] for row in range(len(values))]
+    assert row_strings(series) == alone * rows
+    if True in values and 1 in values and dtype == "object":
+        # pandas alone would code True like the 1 before it ("1").
+        assert alone[next(i for i, value in enumerate(values) if value is True)] == "True"
+    if dtype != "object":
+        codes, uniques = pd.factorize(series, use_na_sentinel=True)
+        assert alone * rows == [preprocessing._norm(uniques[c]) if c >= 0 else None
+                                for c in codes]
