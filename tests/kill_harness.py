@@ -45,7 +45,7 @@ from dlstructured.training.checkpoints import CheckpointWriter
 
 # Write a checkpoint at every epoch (no spacing in time): the most writes for a kill to land in,
 # and runs that last long enough for the kills and signals to reach them mid-training.
-CheckpointWriter.WRITE_SHARE_FACTOR = 0.0
+CheckpointWriter.WRITE_SHARE_FACTOR = CheckpointWriter.MIN_WRITE_INTERVAL = 0.0
 
 EPOCHS = 200  # long enough that a signal a fraction of a second in finds training running
 SETTINGS = dict(epochs=EPOCHS, batch_size=16, valid_fraction=0.25, learning_rate=0.003, seed=4,

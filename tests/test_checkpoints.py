@@ -33,10 +33,10 @@ def write_every_epoch():
     """These tests look at each epoch's checkpoint: turn off the writer's time-based spacing."""
     from dlstructured.training.checkpoints import CheckpointWriter
 
-    saved = CheckpointWriter.WRITE_SHARE_FACTOR
-    CheckpointWriter.WRITE_SHARE_FACTOR = 0.0
+    saved = CheckpointWriter.WRITE_SHARE_FACTOR, CheckpointWriter.MIN_WRITE_INTERVAL
+    CheckpointWriter.WRITE_SHARE_FACTOR = CheckpointWriter.MIN_WRITE_INTERVAL = 0.0
     yield
-    CheckpointWriter.WRITE_SHARE_FACTOR = saved
+    CheckpointWriter.WRITE_SHARE_FACTOR, CheckpointWriter.MIN_WRITE_INTERVAL = saved
 
 
 @pytest.fixture
@@ -288,11 +288,12 @@ def test_tabular_model_checkpoint_predicts_raw_rows(tmp_path, rng):
                                model.predict(frame.drop(columns="price")), rtol=1e-5)
 
 
+@pytest.mark.parametrize("spacing", ["WRITE_SHARE_FACTOR", "MIN_WRITE_INTERVAL"])
 def test_writes_are_spaced_in_time_but_the_last_epoch_is_always_written(data, tmp_path,
-                                                                        monkeypatch):
+                                                                        monkeypatch, spacing):
     from dlstructured.training.checkpoints import CheckpointWriter
 
-    monkeypatch.setattr(CheckpointWriter, "WRITE_SHARE_FACTOR", 1e6)  # one write, then wait
+    monkeypatch.setattr(CheckpointWriter, spacing, 1e6)  # one write, then wait
     written = []
 
     class Look(keras.callbacks.Callback):

@@ -168,6 +168,7 @@ def test_weight_snapshot_restores_every_value():
 
 def test_training_state_round_trips_through_a_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(CheckpointWriter, "WRITE_SHARE_FACTOR", 0.0)
+    monkeypatch.setattr(CheckpointWriter, "MIN_WRITE_INTERVAL", 0.0)
     x, y = _data()
     x_valid, y_valid = x[::3], y[::3] + 0.5
     result = train(linear_unit(1, seed=0), x, y, validation_data=(x_valid, y_valid), epochs=4,

@@ -171,10 +171,10 @@ class CheckpointWriter(keras.callbacks.Callback):
 
     Writing costs time (saving ``best.keras`` takes a tenth of a second or more), so the writer
     keeps it to about a tenth of the training time: after a write that took ``w`` seconds, the
-    next one waits until ``9 * w`` seconds of training have passed, then writes the latest
-    epoch (and the best model, if it changed). The first epoch and the end of training are
-    always written, so a kill loses at most a few seconds of training, and a resumed run repeats
-    them.
+    next one waits until ``9 * w`` seconds (and at least 2 seconds) of training have passed,
+    then writes the latest epoch (and the best model, if it changed). The first epoch and the
+    end of training are always written, so a kill loses at most a few seconds of training, and
+    a resumed run repeats them.
 
     Args:
         directory: The checkpoint folder (created if missing).
@@ -188,6 +188,8 @@ class CheckpointWriter(keras.callbacks.Callback):
 
     #: After a write of ``w`` seconds, the next waits ``WRITE_SHARE_FACTOR * w`` seconds.
     WRITE_SHARE_FACTOR = 9.0
+    #: ... and at least this many seconds.
+    MIN_WRITE_INTERVAL = 2.0
 
     def __init__(self, directory: Any, tracker: Any, *, save_model: Any, optimizer: Any,
                  seed: int, epochs: int):
@@ -232,7 +234,8 @@ class CheckpointWriter(keras.callbacks.Callback):
         self._write_state(done)
         self._pending, self._best_changed = None, False
         finished = time.monotonic()
-        self._next_write = finished + self.WRITE_SHARE_FACTOR * (finished - started)
+        self._next_write = finished + max(self.MIN_WRITE_INTERVAL,
+                                          self.WRITE_SHARE_FACTOR * (finished - started))
 
     def _save_best(self, done: int) -> None:
         state, network = self.tracker.state, self.model
