@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import keras
 import numpy as np
@@ -142,6 +143,9 @@ def test_host_initializers_draw_their_distributions_and_repeat_their_seeds():
         keras.utils.set_random_seed(11)
         draws.append(HostInitializer("uniform", low=0.0, high=1.0)((5,)))
     np.testing.assert_array_equal(*draws)
+    state = random.getstate()
+    HostInitializer("constant", value=0.0)
+    assert random.getstate() == state  # a constant leaves Python's `random` alone
     with pytest.raises(ValueError, match=r"Received: distribution='gamma'"):
         HostInitializer("gamma")
     with pytest.raises(ValueError, match=r"Received: \['stddev'\]"):

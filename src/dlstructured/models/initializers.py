@@ -60,7 +60,12 @@ class HostInitializer:
         self.distribution = distribution
         self.params = {name: float(params.get(name, defaults.get(name, 0.0)))
                        for name in self._PARAMS[distribution]}
-        self.seed = random.randint(1, 10**9) if seed is None else int(seed)
+        # A constant needs no seed: drawing one would move Python's `random` for nothing (and
+        # at import time for the module-level zeros).
+        if distribution == "constant" or seed is not None:
+            self.seed = None if seed is None else int(seed)
+        else:
+            self.seed = random.randint(1, 10**9)
 
     def __call__(self, shape: Any, dtype: Any = None) -> np.ndarray:
         shape = tuple(int(size) for size in shape)
