@@ -465,6 +465,13 @@ def test_few_rows_transform_exactly_as_many_rows_do():
             "n": pd.array(rng.integers(0, 5, size=rows), dtype="Int64"),
             "b": rng.random(rows) > 0.5,
             "c": rng.choice(["x", "y", "z"], size=rows),
+            # Categorical columns of other dtypes: up to 16 rows are converted from the frame at
+            # once (``_FewRows``), more column by column.
+            "k": pd.Categorical(rng.choice(["p", "q", "r"], size=rows)),
+            "s": pd.array(rng.choice(["a", "b", None], size=rows), dtype="string"),
+            "o": pd.Series(rng.choice(np.array([1, "two", 3.5, None], dtype=object), size=rows),
+                           dtype=object),
+            "e": rng.choice([f"level {k}" for k in range(300)], size=rows),  # an embedding
             "d": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 900, rows), "D"),
             "y": rng.normal(size=rows),
         }
@@ -472,7 +479,8 @@ def test_few_rows_transform_exactly_as_many_rows_do():
     with expect_warning(ExtremeValuesWarning, "column 'f'"):  # the 1e12 dominates its scale
         pre = fit(frame)
     everything = pre.transform(frame)
-    for start, stop in [(0, 1), (3, 40), (100, 4196)]:
+    assert {spec.column for spec in pre.embeddings} == {"e"}
+    for start, stop in [(0, 1), (4, 20), (3, 40), (100, 4196)]:
         np.testing.assert_array_equal(pre.transform(frame.iloc[start:stop]), everything[start:stop])
     numeric = frame[["f", "i", "u", "g", "y"]]
     with expect_warning(ExtremeValuesWarning, "column 'f'"):

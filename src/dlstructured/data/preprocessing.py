@@ -23,6 +23,7 @@ The feature matrix has, in this order:
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import re
@@ -447,7 +448,10 @@ def _datetime_part(values: pd.Series, part: str) -> np.ndarray:
 
 
 def _category_source(series: pd.Series) -> str:
-    dtype = series.dtype
+    return _dtype_source(series.dtype)
+
+
+def _dtype_source(dtype: Any) -> str:
     if _is_bool_dtype(dtype):
         return "bool"
     if _is_number_dtype(dtype):
@@ -468,15 +472,20 @@ def _factorize(series: pd.Series) -> tuple[np.ndarray, list[str | None]]:
     depend on which other rows share its batch.
     """
     if len(series) <= _FEW_ROWS or series.dtype == object:
-        seen: dict[str, int] = {}
-        codes = np.fromiter(
-            (-1 if (string := _norm(value)) is None else seen.setdefault(string, len(seen))
-             for value in series.tolist()),
-            np.int64, len(series),
-        )
-        return codes, list(seen)
+        return _code_values(series.tolist())
     codes, uniques = pd.factorize(series, use_na_sentinel=True)
     return codes, [_norm(value) for value in uniques]
+
+
+def _code_values(values: list) -> tuple[np.ndarray, list[str | None]]:
+    """``_factorize`` of a column's raw values given as a list, coded one by one."""
+    seen: dict[str, int] = {}
+    codes = np.fromiter(
+        (-1 if (string := _norm(value)) is None else seen.setdefault(string, len(seen))
+         for value in values),
+        np.int64, len(values),
+    )
+    return codes, list(seen)
 
 
 def _scale_params(values: np.ndarray, scaling: str) -> tuple[float, float]:
@@ -1432,7 +1441,9 @@ class TabularPreprocessor:
         datetimes: dict[Any, pd.Series] = {}
         value_position = 0
         indicator_position = layout["value_count"]
-        block = _SmallNumericBlock(frame, state["numeric"]) if size <= _BLOCK_ROWS else None
+        few = _FewRows(frame, layout["categorical"]) if size <= _FEW_ROWS else None
+        block = (_SmallNumericBlock(frame, state["numeric"], few and few.matrix)
+                 if size <= _BLOCK_ROWS else None)
         for entry in state["numeric"]:
             name, part = entry["column"], entry["part"]
             column = block.columns.get(name) if block is not None and part is None else None
@@ -1463,7 +1474,8 @@ class TabularPreprocessor:
                 strict_missing.append(name)
             if entry["value"]:
                 if entry.get("smooth_clip"):
-                    scaled = smooth_clip(scaled)
+                    scaled = (block.clipped[:, column] if column is not None
+                              else smooth_clip(scaled))
                 _write_column(outputs, row_sets, value_position, scaled)
                 value_position += 1
             if entry["indicator"]:
@@ -1481,8 +1493,14 @@ class TabularPreprocessor:
                 "prepared with missing='error'. Fill them in."
             )
         for entry, start in layout["categorical"]:
-            factorized = (cache or {}).get(entry["column"])
-            slots = self._category_slots(frame[entry["column"]], entry, layout, factorized)
+            name = entry["column"]
+            factorized = (cache or {}).get(name)
+            if few is not None and name in few.values:
+                if factorized is None:
+                    factorized = _code_values(few.values[name])
+                slots = self._category_slots(None, entry, layout, factorized, few.dtypes[name])
+            else:
+                slots = self._category_slots(frame[name], entry, layout, factorized)
             if entry["encoding"] == "embedding":
                 _write_column(outputs, row_sets, start, slots)
                 continue
@@ -1497,15 +1515,18 @@ class TabularPreprocessor:
                 out[hit, start + chosen[hit]] = 1.0
         return outputs
 
-    def _category_slots(self, series, entry, layout, factorized=None) -> np.ndarray:
+    def _category_slots(self, series, entry, layout, factorized=None, dtype=None) -> np.ndarray:
+        """Each row's slot of one categorical column: from ``series``, or from its
+        ``factorized`` codes and ``dtype`` alone when ``series`` is None."""
         name = entry["column"]
         source = layout["sources"][name]["source"]
         lookup = layout["lookups"][id(entry)]
         missing_slot = MISSING_CODE if entry["missing"] else UNKNOWN_CODE
         codes, strings = factorized if factorized is not None else _factorize(series)
-        received = _category_source(series)
+        dtype = series.dtype if series is not None else dtype
+        received = _dtype_source(dtype)
         if received != source:
-            _check_same_kind(name, source, received, series.dtype, strings, lookup)
+            _check_same_kind(name, source, received, dtype, strings, lookup)
         table = np.array(
             [missing_slot if s is None else lookup.get(s, UNKNOWN_CODE) for s in strings]
             + [missing_slot],
@@ -1973,6 +1994,28 @@ def _most_frequent(counts: Mapping[str, int], limit: int) -> dict[str, int]:
 _BLOCK_ROWS = 4096
 
 
+class _FewRows:
+    """A few rows as one matrix of Python values, converted from the frame at once, and their
+    categorical columns as lists (selecting each column costs pandas tens of microseconds,
+    which is most of a one-row prediction).
+
+    ``values`` maps each categorical column to its values, ``dtypes`` to its dtype. The values
+    are what ``Series.tolist`` gives up to the scalar's type (``numpy.float64`` against
+    ``float``), which ``_norm`` codes alike, so the codes match ``_factorize``'s. Columns of a
+    date or time dtype are left to the per-column path.
+    """
+
+    def __init__(self, frame: pd.DataFrame, categorical: Sequence[tuple[dict, int]]) -> None:
+        self.matrix = frame.to_numpy(dtype=object)
+        positions = {name: position for position, name in enumerate(frame.columns)}
+        dtypes = frame.dtypes.tolist()
+        self.dtypes = {
+            entry["column"]: dtypes[positions[entry["column"]]] for entry, _ in categorical
+            if not pd.api.types.is_datetime64_any_dtype(dtypes[positions[entry["column"]]])
+        }
+        self.values = {name: self.matrix[:, positions[name]].tolist() for name in self.dtypes}
+
+
 class _SmallNumericBlock:
     """The numeric columns stored as numpy ints or floats, handled together for a few rows.
 
@@ -1983,7 +2026,8 @@ class _SmallNumericBlock:
     index in the arrays (it is empty when fewer than two columns qualify).
     """
 
-    def __init__(self, frame: pd.DataFrame, numeric: Sequence[dict]) -> None:
+    def __init__(self, frame: pd.DataFrame, numeric: Sequence[dict],
+                 matrix: np.ndarray | None = None) -> None:
         plain = {
             name: position
             for position, (name, dtype) in enumerate(zip(frame.columns, frame.dtypes, strict=True))
@@ -1994,12 +2038,17 @@ class _SmallNumericBlock:
         if len(entries) < 2:
             return
         names = [entry["column"] for entry in entries]
-        if len(plain) == frame.shape[1]:
+        if matrix is not None:
+            # The frame as Python values (``_FewRows``): Python floats and ints convert to the
+            # same float64 values as the columns' own.
+            values = matrix[:, [plain[name] for name in names]].astype(np.float64)
+        elif len(plain) == frame.shape[1]:
             # Every column is a plain number: convert the frame at once (selecting columns first
             # costs more than converting a few unused ones).
             values = frame.to_numpy(dtype=np.float64)[:, [plain[name] for name in names]]
         else:
-            values = frame[names].to_numpy(dtype=np.float64)
+            # By position: selecting by name costs pandas an index lookup per call.
+            values = frame.iloc[:, [plain[name] for name in names]].to_numpy(dtype=np.float64)
         self.missing = np.isnan(values)
         self.has_missing = self.missing.any(axis=0)
         self.infinite = np.isinf(values).any(axis=0)
@@ -2010,6 +2059,12 @@ class _SmallNumericBlock:
         halves = np.array([entry["half"] for entry in entries], np.float64)
         self.scaled = _apply_scale(values, centers, halves)
         self.columns = {name: index for index, name in enumerate(names)}
+
+    @functools.cached_property
+    def clipped(self) -> np.ndarray:
+        """``smooth_clip`` of ``scaled``, for the columns fitted with it (elementwise, so each
+        column's values are those of the per-column path)."""
+        return smooth_clip(self.scaled)
 
 
 _SOURCE_WORDS = {"bool": "booleans (True/False)", "number": "numbers", "text": "text"}
