@@ -143,6 +143,66 @@ def test_shuffling_is_fixed_by_seed_and_epoch(tmp_path):
     assert len({row // 6 for row in batch}) > 1
 
 
+def _without_files(source):
+    """Move the table's files away, so that only a cache can still give its rows."""
+    for path in source.table.files:
+        os.replace(path, path + ".away")
+
+
+def test_a_cached_source_gives_the_same_batches_from_its_cache(tmp_path):
+    sources, _ = _numbered(tmp_path)
+    plain = sources["train"]
+    expected = [[(x.copy(), y.copy()) for x, y, _ in plain.batches(epoch, batch_size=8, seed=11)]
+                for epoch in range(3)]
+    cached = StreamSource(plain.table, plain.preprocessor, part="train", valid_fraction=0.25,
+                          split_seed=3, buffer_rows=10, num_rows=plain.num_rows)
+    cached.cache_in(tmp_path / "cache")
+    first = list(cached.batches(0, batch_size=8, seed=11))  # reads the files, fills the cache
+    assert len(list((tmp_path / "cache").glob("*-x.npy"))) == len(cached.table.pieces)
+    _without_files(cached)
+    for epoch, batches in enumerate([first, *(list(cached.batches(epoch, batch_size=8, seed=11))
+                                              for epoch in (1, 2))]):
+        assert len(batches) == len(expected[epoch])
+        for (x, y, weights), (want_x, want_y) in zip(batches, expected[epoch], strict=True):
+            np.testing.assert_array_equal(x, want_x)
+            np.testing.assert_array_equal(y, want_y)
+            assert x.dtype == np.float32 and x.flags.c_contiguous and weights is None
+
+
+def test_a_cache_leaves_the_disk_reserve_alone(tmp_path):
+    sources, _ = _numbered(tmp_path)
+    source = sources["valid"]
+    source.cache_in(tmp_path / "cache", reserve_bytes=1 << 62)  # more than any disk has free
+    rows = _rows(source, 0, seed=None)
+    assert not list((tmp_path / "cache").iterdir())
+    _without_files(source)
+    with pytest.raises(DataError, match="cannot read row group"):  # still read from the files
+        _rows(source, 1, seed=None)
+    assert rows == sorted(rows)
+
+
+def test_a_streamed_run_of_several_epochs_caches_outside_its_output(tmp_path, monkeypatch):
+    from dlstructured import RunConfig, fit_table
+
+    folders = []
+    original = StreamSource.cache_in
+
+    def recording(self, folder, **options):
+        folders.append(folder)
+        original(self, folder, **options)
+
+    monkeypatch.setattr(StreamSource, "cache_in", recording)
+    _, folder = _regression_folder(tmp_path)
+    out = tmp_path / "out"
+    fit_table(folder, "y", RunConfig(model="dense", hidden_units=(8,), epochs=3, batch_size=32,
+                                     seed=0), out=out)
+    assert [path.name for path in folders] == ["train", "valid"]
+    assert all(out not in path.parents and not path.exists() for path in folders)  # removed
+    fit_table(folder, "y", RunConfig(model="dense", hidden_units=(8,), epochs=1, batch_size=32,
+                                     seed=0), out=tmp_path / "once")
+    assert len(folders) == 2  # one epoch: nothing to read twice, nothing cached
+
+
 # --------------------------------------------------------------------------------------------
 # Bad input
 

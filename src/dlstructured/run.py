@@ -898,6 +898,11 @@ def _fit_streamed(data: Any, target: Any, config: RunConfig, *, out: Path | None
         _check_metrics(config, prepared.task)
         run = _new_run(prepared, config, target=target, fingerprint=now,
                        data=str(Path(data).resolve()))
+        if run.recipe.config.epochs > 1:
+            # Later epochs read the transformed pieces back from the scratch folder.
+            for name in ("train", "valid"):
+                if getattr(prepared, name) is not None:
+                    getattr(prepared, name).cache_in(Path(scratch) / "features" / name)
         return _run_and_write(run, prepared, None, out=out, resume=resume,
                               callbacks=callbacks, verbose=verbose)
 

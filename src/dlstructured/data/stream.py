@@ -27,6 +27,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -62,6 +63,9 @@ unknown slot, with a notice naming the column."""
 
 DEFAULT_BUFFER_ROWS = 65_536
 """Rows of the shuffle buffer: consecutive pieces are mixed within this many rows."""
+
+CACHE_RESERVE_BYTES = 1 << 30
+"""Free disk space a source's cache of transformed pieces leaves (see ``StreamSource.cache_in``)."""
 
 CACHE_FOLDER = "stream-cache"
 """Folder, inside a run's output folder, that holds a CSV converted to Parquet."""
@@ -591,6 +595,30 @@ class StreamSource:
         self.columns = list(preprocessor.input_columns) + (
             [] if self.target is None else [self.target])
         self._num_rows = num_rows
+        self._cache: Path | None = None
+        self._cached: dict[int, int] = {}  # piece position -> its rows of the part
+
+    def cache_in(self, folder: str | os.PathLike, *,
+                 reserve_bytes: int = CACHE_RESERVE_BYTES) -> None:
+        """Keep each piece's transformed rows in ``folder`` once read, for the later epochs.
+
+        The first epoch reads, transforms and saves each piece (``.npy`` files of its features
+        and targets); later epochs read the saved arrays instead, which skips the Parquet
+        decoding and the preprocessing, most of a streamed epoch's cost (as
+        ``tf.data.Dataset.cache(filename)`` does). Memory stays bounded by the pieces and the
+        shuffle buffer: a saved piece is read whole and released like a decoded one. Pieces
+        stop being saved, without an error, once the folder's disk would have less than
+        ``reserve_bytes`` free; those are read from the files every epoch. The caller owns
+        ``folder`` and removes it.
+
+        Args:
+            folder: A folder for this source alone (created if missing).
+            reserve_bytes: Free disk space to leave. Defaults to ``CACHE_RESERVE_BYTES``.
+        """
+        self._cache = Path(folder)
+        self._cache.mkdir(parents=True, exist_ok=True)
+        self._reserve = check_int("reserve_bytes", reserve_bytes, minimum=0)
+        self._cached = {}
 
     @property
     def num_rows(self) -> int:
@@ -612,19 +640,53 @@ class StreamSource:
 
     def arrays(self, order: Sequence[int] | None = None) -> Iterator[tuple]:
         """``(x, y)`` of each piece's rows of the part, transformed, in ``order``."""
-        for piece, frame in self.table.frames(self.columns, order=order):
-            mask = self.split.part(piece, frame, self.target, self.part == "valid")
-            if not mask.all():
-                frame = frame.iloc[np.flatnonzero(mask)]
-            if len(frame) == 0:
+        for index in range(len(self.table.pieces)) if order is None else order:
+            if index in self._cached:
+                if self._cached[index]:
+                    yield self._load(index)
                 continue
-            try:
-                x = self.preprocessor.transform(frame)
-                y = (None if self.target is None
-                     else self.preprocessor.transform_target(frame[self.target]))
-            except DataError as error:
-                raise _annotated(piece, error) from error
-            yield x, y
+            piece = self.table.pieces[index]
+            arrays = self._transformed(piece, self.table.read(piece, self.columns))
+            if self._cache is not None:
+                self._save(index, arrays)
+            if arrays is not None:
+                yield arrays
+
+    def _transformed(self, piece: Piece, frame: pd.DataFrame) -> tuple | None:
+        mask = self.split.part(piece, frame, self.target, self.part == "valid")
+        if not mask.all():
+            frame = frame.iloc[np.flatnonzero(mask)]
+        if len(frame) == 0:
+            return None
+        try:
+            x = self.preprocessor.transform(frame)
+            y = (None if self.target is None
+                 else self.preprocessor.transform_target(frame[self.target]))
+        except DataError as error:
+            raise _annotated(piece, error) from error
+        return x, y
+
+    def _paths(self, index: int) -> tuple[Path, Path]:
+        return self._cache / f"{index}-x.npy", self._cache / f"{index}-y.npy"
+
+    def _save(self, index: int, arrays: tuple | None) -> None:
+        if arrays is None:
+            self._cached[index] = 0
+            return
+        x, y = arrays
+        size = x.nbytes + (0 if y is None else y.nbytes)
+        if shutil.disk_usage(self._cache).free - size < self._reserve:
+            return
+        x_path, y_path = self._paths(index)
+        np.save(x_path, x, allow_pickle=False)
+        if y is not None:
+            np.save(y_path, y, allow_pickle=False)
+        self._cached[index] = len(x)
+
+    def _load(self, index: int) -> tuple:
+        x_path, y_path = self._paths(index)
+        x = np.load(x_path, allow_pickle=False)
+        return x, (np.load(y_path, allow_pickle=False) if self.target is not None else None)
 
     def batches(self, epoch: int, *, batch_size: int, seed: int | None) -> Iterator[tuple]:
         """The batches of epoch ``epoch``: ``(x float32, y, None)``, every row once."""
@@ -655,7 +717,8 @@ def _mixed(xs: list, ys: list, rng: Any) -> tuple[np.ndarray, np.ndarray]:
     y = np.concatenate(ys) if len(ys) > 1 else ys[0]
     if rng is not None:
         order = rng.permutation(len(x))
-        x, y = x[order], y[order]
+        # np.take gathers rows about three times as fast as indexing with `order`.
+        x, y = np.take(x, order, axis=0), np.take(y, order, axis=0)
     return x, y
 
 
