@@ -115,6 +115,41 @@ def test_early_stopping_stops_and_restores_the_best_weights(line):
     assert restored < result.history["val_loss"].iloc[-1]
 
 
+@pytest.mark.parametrize(
+    "losses, stopped_after, best",
+    [
+        # The best came in the first cycle (epochs 1-2): the review at epoch 4 stops.
+        ([5, 1, 2, 3, 0.5, 0.4, 0.3, 0.2], 4, 2),
+        # The second cycle improved (epoch 3), the third did not: the review at 6 stops.
+        ([5, 4, 3, 3.5, 4, 4, 0.1, 0.1], 6, 3),
+        # Every cycle improved: the whole budget runs.
+        ([5, 4, 3, 3.5, 2, 4, 1, 0.5], 8, 8),
+    ],
+)
+def test_review_epochs_stop_after_a_span_that_improved_nothing(losses, stopped_after, best):
+    from dlstructured.training.loop import _Monitor
+
+    # The monitor every engine calls after each epoch, given these validation losses.
+    network = linear_unit(1, seed=0)
+    watcher = _Monitor("val_loss", "min", EarlyStopping(patience=8, min_delta=0.0,
+                                                        review_epochs=(2, 4, 6)))
+    watcher.set_model(network)
+    network.stop_training = False
+    for epoch, loss in enumerate(losses):
+        watcher.on_epoch_end(epoch, {"loss": 1.0, "val_loss": loss})
+        if network.stop_training:
+            break
+    assert (watcher.state.epoch, watcher.state.best_epoch) == (stopped_after, best)
+    assert watcher.state.stopped_early == (stopped_after < 8)
+
+
+@pytest.mark.parametrize("reviews, error", [((3, 2), ValueError), ((0, 4), ValueError),
+                                            ([1.5], TypeError), (5, TypeError)])
+def test_review_epochs_must_be_increasing_epochs(reviews, error):
+    with pytest.raises(error, match="review_epochs"):
+        EarlyStopping(review_epochs=reviews)
+
+
 def test_history_has_one_row_per_epoch_and_loss_columns(line):
     x, y = line
     result = train(

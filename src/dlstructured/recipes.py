@@ -13,7 +13,8 @@ concrete config.
   ``dlstructured.ensemble_mlp`` (8 members sharing SELU 256x3 layers); Adam with
   ``beta_2=0.95`` and a per-step cosine schedule with warm restarts; label smoothing 0.1 for
   classification; a fixed budget of about ``TARGET_STEPS`` steps keeping the epoch of the best
-  validation loss on a 20% split, then a refit on every row for that many epochs.
+  validation loss on a 20% split (stopping sooner after a whole cycle of the schedule that
+  improved nothing), then a refit on every row for that many epochs.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class Recipe:
         train: Keyword arguments of ``dlstructured.train`` beyond the config's.
         refit: Whether a second fit on every row follows the one that chose the epochs.
         min_delta: The smallest change of the validation loss that counts as an improvement.
+        review_epochs: Epochs at which the fit that chooses the epochs also stops when nothing
+            improved since the one before (``EarlyStopping.review_epochs``).
         notices: What was adapted to a small table, one sentence each.
     """
 
@@ -61,6 +64,7 @@ class Recipe:
     train: dict[str, Any]
     refit: bool
     min_delta: float = 0.001
+    review_epochs: tuple[int, ...] = ()
     notices: tuple[str, ...] = ()
 
 
@@ -137,8 +141,13 @@ def resolve(config: RunConfig, *, task: str, train_rows: int, valid_rows: int) -
     if valid_rows == 0 and config.valid_fraction != 0:
         notices.append("the table is too small to hold rows out for validation, so the last "
                        "epoch is kept")
+    # Unless a patience is given, a cycle of the schedule that improves nothing ends the fit
+    # (measured on training rows only: benchmarks/stopping_study.py).
+    from dlstructured.models.ensemble_layers import cycle_ends
+
+    reviews = cycle_ends(epochs)[:-1] if config.patience is None else ()
     return Recipe(config.replace(**changes), prepare_options(config), train, refit,
-                  min_delta=0.0, notices=tuple(notices))
+                  min_delta=0.0, review_epochs=reviews, notices=tuple(notices))
 
 
 def _given(value: Any, default: Any) -> Any:

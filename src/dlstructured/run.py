@@ -1038,7 +1038,8 @@ def _early_stopping(recipe: Recipe, valid_rows: int) -> Any:
     patience = recipe.config.patience if valid_rows else 0
     if not patience:
         return False
-    return EarlyStopping(patience=patience, min_delta=recipe.min_delta)
+    return EarlyStopping(patience=patience, min_delta=recipe.min_delta,
+                         review_epochs=recipe.review_epochs)
 
 
 def _train(run: Run, prepared: Any, callbacks: Sequence[Any], verbose: int,

@@ -473,6 +473,22 @@ class MemberMeanMetric(keras.metrics.Metric):
         }
 
 
+DEFAULT_CYCLES = 4  # warm-restart cycles of LogCosineRestarts
+
+
+def cycle_ends(epochs: int, cycles: int = DEFAULT_CYCLES) -> tuple[int, ...]:
+    """The epochs (from 1) nearest the ends of ``LogCosineRestarts``'s cycles over ``epochs``
+    epochs, each once (a short run has fewer distinct ones).
+
+    Example:
+
+    >>> cycle_ends(128), cycle_ends(3)
+    ((9, 26, 60, 128), (1, 3))
+    """
+    ends = (round(epochs * (2**k - 1) / (2**cycles - 1)) for k in range(1, cycles + 1))
+    return tuple(sorted({end for end in ends if end >= 1}))
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class LogCosineRestarts(keras.optimizers.schedules.LearningRateSchedule):
     """Cosine cycles on a logarithmic time axis: warm restarts that come ever later.
@@ -498,7 +514,8 @@ class LogCosineRestarts(keras.optimizers.schedules.LearningRateSchedule):
     [0.0, 0.0998, 0.0, 0.0]
     """
 
-    def __init__(self, peak_learning_rate: float, total_steps: int, cycles: int = 4):
+    def __init__(self, peak_learning_rate: float, total_steps: int,
+                 cycles: int = DEFAULT_CYCLES):
         self.peak_learning_rate = check_float(
             "peak_learning_rate", peak_learning_rate, minimum=0.0, min_inclusive=False
         )

@@ -68,26 +68,46 @@ class EarlyStopping:
             ``None``: ``"val_loss"`` when there is validation data, else ``"loss"``.
         restore_best_weights: Put back the weights of the best epoch when training ends.
             Defaults to ``True``.
+        review_epochs: Epochs (from 1, increasing) at which training also stops when nothing
+            improved since the one before: at each of them after the first, if the best epoch
+            so far is that earlier one or before it. With a schedule of warm restarts these are
+            the ends of its cycles, so a run stops after a whole cycle that found nothing
+            better. ``patience`` still applies. Defaults to ``()`` (none).
 
     Raises:
         TypeError: If an argument has the wrong type.
-        ValueError: If ``patience`` is below 1 or ``min_delta`` is negative.
+        ValueError: If ``patience`` is below 1, ``min_delta`` is negative, or
+            ``review_epochs`` are not increasing epochs from 1.
 
     Example:
 
     >>> from dlstructured import EarlyStopping
     >>> EarlyStopping(patience=10, min_delta=0.0)
-    EarlyStopping(patience=10, min_delta=0.0, monitor=None, restore_best_weights=True)
+    EarlyStopping(patience=10, min_delta=0.0, monitor=None, restore_best_weights=True, \
+review_epochs=())
     """
 
     patience: int = 20
     min_delta: float = 0.001
     monitor: str | None = None
     restore_best_weights: bool = True
+    review_epochs: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         check_int("patience", self.patience, minimum=1)
         check_float("min_delta", self.min_delta, minimum=0.0)
+        if not isinstance(self.review_epochs, (tuple, list)):
+            raise TypeError(
+                "`review_epochs` must be a tuple of epochs. Received: "
+                f"review_epochs={self.review_epochs!r}"
+            )
+        epochs = [check_int("review_epochs", epoch, minimum=1) for epoch in self.review_epochs]
+        if any(later <= earlier for earlier, later in zip(epochs[:-1], epochs[1:], strict=True)):
+            raise ValueError(
+                "`review_epochs` must increase. Received: "
+                f"review_epochs={tuple(self.review_epochs)!r}"
+            )
+        object.__setattr__(self, "review_epochs", tuple(epochs))
         if self.monitor is not None and not isinstance(self.monitor, str):
             raise TypeError(
                 f"`monitor` must be a string or None. Received: monitor={self.monitor!r}"
@@ -232,9 +252,19 @@ class _Monitor(keras.callbacks.Callback):
             state.best_weights = snapshot_weights(self.model.weights)
             return
         state.wait += 1
-        if self.early_stopping is not None and state.wait >= self.early_stopping.patience:
+        if self.early_stopping is not None and (
+            state.wait >= self.early_stopping.patience or self._reviewed_in_vain(epoch + 1)
+        ):
             state.stopped_early = True
             self.model.stop_training = True
+
+    def _reviewed_in_vain(self, epoch: int) -> bool:
+        """Whether ``epoch`` is a review epoch and nothing improved since the previous one."""
+        reviews = self.early_stopping.review_epochs
+        if epoch not in reviews[1:]:
+            return False
+        previous = reviews[reviews.index(epoch) - 1]
+        return self.state.best_epoch is not None and self.state.best_epoch <= previous
 
 
 # --------------------------------------------------------------------------------------------
