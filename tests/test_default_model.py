@@ -36,10 +36,13 @@ def test_the_default_config_is_the_strong_default_and_dense_is_the_course_recipe
     assert recipe.train == {"learning_rate_schedule": "log_cosine", "adam_beta_2": 0.95,
                             "label_smoothing": 0.1}
     assert recipe.refit and recipe.min_delta == 0.0
-    # A warm-restart cycle that improves nothing ends the fit: reviewed at the cycles' ends.
-    assert recipe.review_epochs == (2, 6, 14)  # of cycle_ends(30) = (2, 6, 14, 30)
-    assert resolve(RunConfig(patience=5), task="binary", train_rows=20_000,
-                   valid_rows=5_000).review_epochs == ()  # a patience given is the rule
+    # A warm-restart cycle that improves nothing ends the fit: reviewed at the cycles' ends,
+    # on budgets of at least 48 epochs (this one has 30).
+    assert recipe.review_epochs == ()
+    small = resolve(RunConfig(), task="binary", train_rows=1_000, valid_rows=250)
+    assert small.config.epochs == 128 and small.review_epochs == (9, 26, 60)
+    assert resolve(RunConfig(patience=5), task="binary", train_rows=1_000,
+                   valid_rows=250).review_epochs == ()  # a patience given is the rule
     assert prepare_options(RunConfig()) == {"valid_fraction": 0.2, "scaling": "robust",
                                             "target_scaling": "standard", "clip_target": True}
     # The course's recipe, exactly as 0.1.0 ran it: prepare's defaults (min-max features and
