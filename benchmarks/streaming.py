@@ -102,20 +102,19 @@ def compare_throughput(data: Path, epochs: int = 6, batch_size: int = 256) -> di
             self.ends.append(time.perf_counter())
 
     figures = {}
-    scratch = tempfile.TemporaryDirectory(prefix="dlstructured-bench-")
     cached = prepare_stream(StreamTable(data), TabularPreprocessor("y"), valid_fraction=0.0,
                             seed=0).train
-    cached.cache_in(Path(scratch.name) / "train")  # as fit_table does for more than one epoch
-    for name, inputs in (("streaming", {"x": cached}), ("streaming_uncached", {"x": source}),
-                         ("in_memory", {"x": x, "y": y})):
-        times = Times()
-        network = dense_stack(x.shape[1], hidden_units=(64, 64), seed=0)
-        train(network, **inputs, task="regression", epochs=epochs, batch_size=batch_size,
-              early_stopping=False, seed=0, callbacks=[times])
-        steady = float(np.median(np.diff(times.ends)[1:]))
-        figures[name] = {"steady_epoch_s": round(steady, 2),
-                         "rows_per_s": round(len(x) / steady)}
-    scratch.cleanup()
+    with tempfile.TemporaryDirectory(prefix="dlstructured-bench-") as scratch:
+        cached.cache_in(Path(scratch) / "train")  # as fit_table does for more than one epoch
+        for name, inputs in (("streaming", {"x": cached}), ("streaming_uncached", {"x": source}),
+                             ("in_memory", {"x": x, "y": y})):
+            times = Times()
+            network = dense_stack(x.shape[1], hidden_units=(64, 64), seed=0)
+            train(network, **inputs, task="regression", epochs=epochs, batch_size=batch_size,
+                  early_stopping=False, seed=0, callbacks=[times])
+            steady = float(np.median(np.diff(times.ends)[1:]))
+            figures[name] = {"steady_epoch_s": round(steady, 2),
+                             "rows_per_s": round(len(x) / steady)}
     for name in ("streaming", "streaming_uncached"):
         figures[f"{name}_ratio"] = round(figures[name]["rows_per_s"]
                                          / figures["in_memory"]["rows_per_s"], 2)

@@ -900,9 +900,9 @@ def _fit_streamed(data: Any, target: Any, config: RunConfig, *, out: Path | None
                        data=str(Path(data).resolve()))
         if run.recipe.config.epochs > 1:
             # Later epochs read the transformed pieces back from the scratch folder.
-            for name in ("train", "valid"):
-                if getattr(prepared, name) is not None:
-                    getattr(prepared, name).cache_in(Path(scratch) / "features" / name)
+            for name, part in (("train", prepared.train), ("valid", prepared.valid)):
+                if part is not None:
+                    part.cache_in(Path(scratch) / "features" / name)
         return _run_and_write(run, prepared, None, out=out, resume=resume,
                               callbacks=callbacks, verbose=verbose)
 

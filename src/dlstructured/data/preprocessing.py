@@ -1442,7 +1442,7 @@ class TabularPreprocessor:
         value_position = 0
         indicator_position = layout["value_count"]
         few = _FewRows(frame, layout["categorical"]) if size <= _FEW_ROWS else None
-        block = (_SmallNumericBlock(frame, state["numeric"], few and few.matrix)
+        block = (_SmallNumericBlock(frame, state["numeric"], None if few is None else few.matrix)
                  if size <= _BLOCK_ROWS else None)
         for entry in state["numeric"]:
             name, part = entry["column"], entry["part"]
@@ -2009,11 +2009,14 @@ class _FewRows:
         self.matrix = frame.to_numpy(dtype=object)
         positions = {name: position for position, name in enumerate(frame.columns)}
         dtypes = frame.dtypes.tolist()
-        self.dtypes = {
-            entry["column"]: dtypes[positions[entry["column"]]] for entry, _ in categorical
-            if not pd.api.types.is_datetime64_any_dtype(dtypes[positions[entry["column"]]])
-        }
-        self.values = {name: self.matrix[:, positions[name]].tolist() for name in self.dtypes}
+        self.dtypes: dict[Any, Any] = {}
+        self.values: dict[Any, list] = {}
+        for entry, _ in categorical:
+            name = entry["column"]
+            position = positions[name]
+            if not pd.api.types.is_datetime64_any_dtype(dtypes[position]):
+                self.dtypes[name] = dtypes[position]
+                self.values[name] = self.matrix[:, position].tolist()
 
 
 class _SmallNumericBlock:

@@ -62,10 +62,10 @@ class HostInitializer:
                        for name in self._PARAMS[distribution]}
         # A constant needs no seed: drawing one would move Python's `random` for nothing (and
         # at import time for the module-level zeros).
-        if distribution == "constant" or seed is not None:
-            self.seed = None if seed is None else int(seed)
+        if seed is not None:
+            self.seed = int(seed)
         else:
-            self.seed = random.randint(1, 10**9)
+            self.seed = None if distribution == "constant" else random.randint(1, 10**9)
 
     def __call__(self, shape: Any, dtype: Any = None) -> np.ndarray:
         shape = tuple(int(size) for size in shape)
