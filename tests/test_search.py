@@ -123,39 +123,54 @@ def test_a_stored_study_continues_where_it_stopped(tmp_path):
 _CHILD = """
 import sys
 from pathlib import Path
-import numpy as np, pandas as pd
+import numpy as np, optuna, pandas as pd
 import dlstructured
 rng = np.random.default_rng(0)
 x = rng.normal(size=(300, 2))
 table = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "y": 3 * x[:, 0] - x[:, 1]})
-def started(study, trial):
-    Path(sys.argv[2]).write_text(str(trial.number))
-dlstructured.search(table, "y", {"learning_rate": ("log", 1e-3, 1e-2)}, trials=3,
-                    storage=sys.argv[1], callbacks=[started],
-                    config=dlstructured.RunConfig(model="dense", epochs=3000, patience=0,
-                                                  batch_size=16))
+space = {"learning_rate": ("log", 1e-3, 1e-2)}
+def config(epochs):
+    return dlstructured.RunConfig(model="dense", epochs=epochs, patience=0, batch_size=16)
+class Training(optuna.pruners.BasePruner):  # asked after each epoch: says training is under way
+    def prune(self, study, trial):
+        Path(sys.argv[2]).write_text(str(trial.number))
+        return False
+dlstructured.search(table, "y", space, trials=1, storage=sys.argv[1], config=config(3))
+dlstructured.search(table, "y", space, trials=3, storage=sys.argv[1], pruner=Training(),
+                    config=config(3000))
 """
+
+
+def _stop(child: subprocess.Popen, how: signal.Signals) -> None:
+    """Send ``how`` and wait for the child to end. Python loses a ``KeyboardInterrupt`` that
+    lands in a finalizer (it prints "Exception ignored in ..." and goes on), so a SIGINT the
+    child is still running after is sent again, as a user presses Ctrl-C again."""
+    for _ in range(3):
+        child.send_signal(how)
+        try:
+            child.communicate(timeout=30)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    child.kill()
+    _, errors = child.communicate()
+    pytest.fail(f"the search did not end on {how.name}:\n{errors.decode()[-3000:]}")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
 def test_a_killed_search_resumes_and_reruns_the_interrupted_trial(tmp_path, how):
     url = f"sqlite:///{tmp_path}/study.db"
-    marker = tmp_path / "finished"
+    marker = tmp_path / "training"
     env = {**os.environ, "PYTHONPATH": SRC}
     child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(_CHILD), url, str(marker)],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
-    while not marker.exists():  # the first trial finished: the second is under way
+    while not marker.exists():  # the first trial finished and the second trains its 3000 epochs
         assert child.poll() is None, child.stderr.read().decode()
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    # Soon after, while the second trial prepares, builds or trains: a trial can finish within
-    # a second or two on an idle machine, so a later signal could find the third one instead.
-    # Optuna records a KeyboardInterrupt anywhere in the trial as FAIL.
-    time.sleep(0.3)
-    child.send_signal(how)
-    child.communicate(timeout=120)
+    _stop(child, how)  # Optuna records a KeyboardInterrupt anywhere in the trial as FAIL
     study = _study(url)  # a killed search leaves a study that loads
     states = [t.state.name for t in study.trials]
     assert states[0] == "COMPLETE"
