@@ -5,17 +5,20 @@ Usage::
 
     python benchmarks/distributed.py [--rows 40000] [--epochs 5] [--batch-size 512]
                                      [--devices-per-process 1] [--model dense]
+                                     [--streamed]
 
 The table is synthetic (``--rows`` rows, 16 numeric columns, a linear target with noise),
-written to a CSV file that every process reads. Each process count trains the same model
-(``--model dense --hidden-units 256,256`` by default) with the same global ``--batch-size`` and
-``--epochs``; the processes are real ones on 127.0.0.1, each with ``--devices-per-process``
-virtual CPU devices. The figure is the steady rate: training rows times epochs 2 to the last,
-over the time between the end of epoch 1 and the end of the last (compilation is left out),
-measured on process 0. Efficiency is ``rate(2) / (2 * rate(1))``.
+written to a CSV file that every process reads, or with ``--streamed`` to a folder of four
+Parquet files that every process streams (each its own range of the rows). Each process count
+trains the same model (``--model dense --hidden-units 256,256`` by default) with the same
+global ``--batch-size`` and ``--epochs``; the processes are real ones on 127.0.0.1, each with
+``--devices-per-process`` virtual CPU devices. The figure is the steady rate: training rows
+times epochs 2 to the last, over the time between the end of epoch 1 and the end of the last
+(compilation is left out), measured on process 0. Efficiency is ``rate(2) / (2 * rate(1))``.
 
 Every process count trains on the JAX engine ``fit_table`` picks (the whole-epoch engine for one
-process, its chunk-fed data-parallel form under ``keras.distribution.DataParallel`` for two).
+process, its chunk-fed data-parallel form under ``keras.distribution.DataParallel`` for two; a
+streamed table runs the chunk-fed engine on one process too).
 All run on the same CPU cores: on a machine whose cores are fewer than the processes' threads,
 two processes share them rather than add any.
 """
@@ -65,7 +68,8 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def write_table(path: Path, rows: int) -> None:
+def write_table(folder: Path, rows: int, streamed: bool) -> Path:
+    """The table in ``folder``: ``table.csv``, or the folder ``parts`` of Parquet files."""
     import numpy as np
     import pandas as pd
 
@@ -73,7 +77,14 @@ def write_table(path: Path, rows: int) -> None:
     x = rng.normal(size=(rows, 16)).astype("float32")
     frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(16)])
     frame["y"] = x @ rng.normal(size=16) + 0.1 * rng.normal(size=rows)
-    frame.to_csv(path, index=False)
+    if not streamed:
+        frame.to_csv(folder / "table.csv", index=False)
+        return folder / "table.csv"
+    parts = folder / "parts"
+    parts.mkdir()
+    for number, rows_of_part in enumerate(np.array_split(np.arange(rows), 4)):
+        frame.iloc[rows_of_part].to_parquet(parts / f"part-{number}.parquet")
+    return parts
 
 
 def measure(folder: Path, data: Path, processes: int, args: argparse.Namespace) -> dict:
@@ -107,17 +118,19 @@ def main() -> None:
     parser.add_argument("--devices-per-process", type=int, default=1)
     parser.add_argument("--model", default="dense")
     parser.add_argument("--hidden-units", default="256,256")
+    parser.add_argument("--streamed", action="store_true",
+                        help="stream the table from Parquet files instead of reading a CSV")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
-        data = folder / "table.csv"
-        write_table(data, args.rows)
+        data = write_table(folder, args.rows, args.streamed)
         results = {"1": measure(folder, data, 1, args),
                    "2": measure(folder, data, 2, args)}
     one, two = (results[key]["rows_per_s"] for key in ("1", "2"))
     print(f"{args.rows} rows, --model {args.model} --hidden-units {args.hidden_units}, global "
           f"batch {args.batch_size}, {args.epochs} epochs, {args.devices_per_process} "
-          f"device(s) per process, {os.cpu_count()} CPU cores")
+          f"device(s) per process, {os.cpu_count()} CPU cores, "
+          f"{'streamed from Parquet' if args.streamed else 'in memory'}")
     print(f"{'processes':>9}  {'engine':>6}  {'rows/s':>10}  {'wall s':>7}")
     for count, result in results.items():
         print(f"{count:>9}  {result['engine']:>6}  {result['rows_per_s']:>10,.0f}  "

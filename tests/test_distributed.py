@@ -232,9 +232,21 @@ def _weights(path: Path) -> list[np.ndarray]:
         return [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
 
 
+def _parquet_folder(csv: Path, folder: Path) -> Path:
+    """``csv``'s rows as three Parquet files of row groups of 30 rows: a table that streams."""
+    frame = pd.read_csv(csv)
+    folder.mkdir()
+    for number, part in enumerate(np.array_split(np.arange(len(frame)), 3)):
+        frame.iloc[part].to_parquet(folder / f"part-{number}.parquet", row_group_size=30)
+    return folder
+
+
 @pytest.mark.slow
-def test_two_processes_train_one_model_and_only_rank_0_writes(tmp_path):
+@pytest.mark.parametrize("streamed", [False, True], ids=["in-memory", "streamed"])
+def test_two_processes_train_one_model_and_only_rank_0_writes(tmp_path, streamed):
     data = _table(tmp_path / "t.csv")
+    if streamed:  # each process streams its range of the rows (dlstructured.data.stream)
+        data = _parquet_folder(data, tmp_path / "parts")
     script = tmp_path / "worker.py"
     script.write_text(WEIGHTS_WORKER)
     out = tmp_path / "out"
@@ -261,20 +273,26 @@ def test_two_processes_train_one_model_and_only_rank_0_writes(tmp_path):
                         for name in ("pair", "one")], strict=True)
     assert all(end < 0.15 * start for start, end in zip(first, ends, strict=True)), (first, ends)
     assert max(ends) < 3 * min(ends), ends
-    assert "'train': 142, 'valid': 61" in _log(tmp_path, "pair", 1)  # the whole table's rows
+    rows = _log(tmp_path, "pair", 1).split("VALID ")[1].split(maxsplit=2)[2].strip()
+    assert rows == _log(tmp_path, "one", 0).split("VALID ")[1].split(maxsplit=2)[2].strip()
+    if not streamed:
+        assert rows == "{'train': 142, 'valid': 61}"  # the whole table's rows, not a shard's
 
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["checkpoints", "history.csv", "learning_curves.png", "metrics.json", "model.keras",
          "run.json"])
     model = dlstructured.load_model(out / "model.keras")
-    predictions = model.predict(pd.read_csv(data).drop(columns="y").head(5))
+    predictions = model.predict(pd.read_csv(tmp_path / "t.csv").drop(columns="y").head(5))
     assert np.isfinite(np.asarray(predictions, dtype="float64")).all()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["auto", "dense"])
-def test_command_line_two_processes(tmp_path, model):
+@pytest.mark.parametrize(("model", "streamed"), [("auto", False), ("dense", False),
+                                                  ("auto", True)])
+def test_command_line_two_processes(tmp_path, model, streamed):
     data = _table(tmp_path / "t.csv")
+    if streamed:
+        data = _parquet_folder(data, tmp_path / "parts")
     out = tmp_path / "out"
     extra = ["--members", "2"] if model == "auto" else ["--hidden-units", "8"]
     workers = _train_processes(tmp_path, model, lambda rank: [
@@ -289,8 +307,10 @@ def test_command_line_two_processes(tmp_path, model):
     record = json.loads((out / "run.json").read_text())
     assert record["config"]["model"] == model
     assert not list(tmp_path.glob("**/.tmp-*"))  # nothing half-written
+    if streamed:
+        assert "streamed rows" in logs[0]
     model_file = dlstructured.load_model(out / "model.keras")
-    assert len(model_file.predict(pd.read_csv(data).head(3))) == 3
+    assert len(model_file.predict(pd.read_csv(tmp_path / "t.csv").head(3))) == 3
 
 
 @pytest.mark.slow

@@ -143,6 +143,34 @@ def test_shuffling_is_fixed_by_seed_and_epoch(tmp_path):
     assert len({row // 6 for row in batch}) > 1
 
 
+@pytest.mark.parametrize("processes", [2, 3, 7])
+def test_shards_split_a_part_into_contiguous_disjoint_ranges(tmp_path, processes):
+    sources, valid = _numbered(tmp_path)
+    whole = sources["train"]
+    shards = [StreamSource(whole.table, whole.preprocessor, part="train", valid_fraction=0.25,
+                           split_seed=3, buffer_rows=10, shard=(rank, processes))
+              for rank in range(processes)]
+    rows = [sorted(_rows(shard, 0, seed=11)) for shard in shards]
+    assert sum(rows, []) == np.flatnonzero(~valid).tolist()  # every row once, in rank order
+    for shard, mine in zip(shards, rows, strict=True):
+        first, end = shard.rows
+        assert end - first in (103 // processes, 103 // processes + 1)
+        assert all(first <= row < end for row in mine) and shard.num_rows == len(mine)
+        touched = [index for index, piece in enumerate(whole.table.pieces)
+                   if piece.first_row < end and first < piece.first_row + piece.num_rows]
+        assert shard.pieces.tolist() == touched  # it reads only the row groups it needs
+    assert sorted(_rows(shards[0], 1, seed=11)) == rows[0]  # the same rows every epoch
+
+
+def test_a_shard_without_rows_is_refused_naming_the_process(tmp_path):
+    frame = pd.DataFrame({"x": np.arange(12.0), "y": np.arange(12.0)})
+    table = StreamTable(_folder(tmp_path, frame, files=1, row_group=4))
+    assert np.flatnonzero(stream.valid_mask(np.arange(12), 0.1, 0)).tolist() == [0, 7, 10]
+    with pytest.raises(DataError, match=r"process 1 of 4 has no valid rows.*rows are 3 to 5"):
+        stream.prepare_stream(table, TabularPreprocessor("y"), valid_fraction=0.1, seed=0,
+                              shard=(1, 4))
+
+
 def _without_files(source):
     """Move the table's files away, so that only a cache can still give its rows."""
     for path in source.table.files:

@@ -643,8 +643,8 @@ def _shard(prepared: Any) -> Any:
     the rule of ``dlstructured.distributed.shard_positions``."""
     from dlstructured import distributed
 
-    if distributed.process_count() == 1:
-        return prepared
+    if distributed.process_count() == 1 or not hasattr(prepared, "x_train"):
+        return prepared  # one process, or a streamed table (its sources come sharded)
     train = distributed.shard_positions(len(prepared.x_train))
     parts = {"x_train": prepared.x_train[train], "y_train": prepared.y_train[train],
              "train_index": prepared.train_index[train]}
@@ -866,20 +866,26 @@ def _fit_streamed(data: Any, target: Any, config: RunConfig, *, out: Path | None
         raise RunError(message.format("`group_by`"), cli_message=message.format("--group-by"))
     from dlstructured import distributed
 
-    if distributed.process_count() > 1:
-        raise RunError(f"A streamed table ({source}) trains in one process: streaming across "
-                       "processes is not built yet. Run one process, or give each process a "
-                       "table that fits in memory")
+    processes = distributed.process_count()
     with tempfile.TemporaryDirectory(prefix="dlstructured-") as scratch:
-        cache = (out if out is not None else Path(scratch)) / CACHE_FOLDER
+        # Only process 0 writes into `out`: the others convert a CSV in their scratch folder.
+        keep = out is not None and distributed.is_primary()
+        cache = (out if keep else Path(scratch)) / CACHE_FOLDER
         table = open_stream(data, cache, sep=config.sep, encoding=config.encoding,
                             verbose=verbose)
         columns = pd.DataFrame(columns=table.columns)
         require_column(columns, source, "target", target)
         _check_selected_columns(columns, target, config, source)
         now = table.fingerprint()
+        # The fingerprint's hash covers file names and times, which differ between machines
+        # (and between the processes' own conversions of a CSV): compare rows and types.
+        _check_processes_agree(config, target=target, out=out, resume=resume,
+                               data=json.dumps([table.num_rows, table.types]))
         if record is not None:
-            _check_fingerprint(record, now, source, out)
+            # A CSV another process converted in its scratch folder has new files; process 0
+            # checks the data against the run, the others agreed with process 0 above.
+            if keep or table.path == os.fspath(data):
+                _check_fingerprint(record, now, source, out)
             now = record.fingerprint or now
         options = prepare_options(config)
         label = config.positive_label
@@ -891,20 +897,22 @@ def _fit_streamed(data: Any, target: Any, config: RunConfig, *, out: Path | None
             target_scaling=options.get("target_scaling", "minmax"),
             clip_target=options.get("clip_target", False), positive_label=label,
         )
+        shard = (distributed.process_index(), processes) if processes > 1 else None
         prepared = prepare_stream(table, preprocessor, valid_fraction=options["valid_fraction"],
                                   seed=config.seed,
                                   exclude={name: "dropped" for name in config.drop},
-                                  verbose=verbose)
+                                  shard=shard, verbose=verbose)
         _check_metrics(config, prepared.task)
-        run = _new_run(prepared, config, target=target, fingerprint=now,
-                       data=str(Path(data).resolve()))
-        if run.recipe.config.epochs > 1:
-            # Later epochs read the transformed pieces back from the scratch folder.
-            for name, part in (("train", prepared.train), ("valid", prepared.valid)):
-                if part is not None:
-                    part.cache_in(Path(scratch) / "features" / name)
-        return _run_and_write(run, prepared, None, out=out, resume=resume,
-                              callbacks=callbacks, verbose=verbose)
+        with _distribution_scope():
+            run = _new_run(prepared, config, target=target, fingerprint=now,
+                           data=str(Path(data).resolve()))
+            if run.recipe.config.epochs > 1:
+                # Later epochs read the transformed pieces back from the scratch folder.
+                for name, part in (("train", prepared.train), ("valid", prepared.valid)):
+                    if part is not None:
+                        part.cache_in(Path(scratch) / "features" / name)
+            return _run_and_write(run, prepared, None, out=out, resume=resume,
+                                  callbacks=callbacks, verbose=verbose)
 
 
 def fit_frame(

@@ -18,6 +18,9 @@ whole table at once:
   preprocessor to float32, and mixes the rows of consecutive pieces in a shuffle buffer of
   ``buffer_rows`` rows before cutting batches. Memory is bounded by the largest row group plus
   the buffer, not by the table.
+- With several processes (``shard``), each source keeps one contiguous range of the global row
+  numbers, ``shard_range``: the processes' parts differ by a row or so whatever the row-group
+  sizes, and each process reads only the row groups its range touches.
 
 This module uses pyarrow, numpy and pandas only; it never imports Keras.
 """
@@ -54,6 +57,7 @@ __all__ = [
     "fit_preprocessor",
     "is_streamable",
     "prepare_stream",
+    "shard_range",
     "valid_mask",
 ]
 
@@ -450,6 +454,23 @@ def valid_mask(rows: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return (mixed >> np.uint64(11)).astype(np.float64) * 2.0**-53 < fraction
 
 
+def shard_range(num_rows: int, process_id: int, num_processes: int) -> tuple[int, int]:
+    """The global row numbers ``[first, end)`` a process streams, of ``num_rows`` rows:
+    ``num_processes`` contiguous ranges as equal as can be, in process order.
+
+    Example:
+
+    >>> [shard_range(10, process, 3) for process in range(3)]
+    [(0, 3), (3, 6), (6, 10)]
+    """
+    num_processes = check_int("num_processes", num_processes, minimum=1)
+    process_id = check_int("process_id", process_id, minimum=0)
+    if process_id >= num_processes:
+        raise ValueError(f"`process_id` must be below num_processes ({num_processes}). "
+                         f"Received: process_id={process_id}")
+    return num_rows * process_id // num_processes, num_rows * (process_id + 1) // num_processes
+
+
 @dataclass(frozen=True)
 class Split:
     """How a streamed table is split: ``valid_mask(rows, fraction, seed)``."""
@@ -557,6 +578,9 @@ class StreamSource:
         buffer_rows: Rows of the shuffle buffer. Defaults to ``DEFAULT_BUFFER_ROWS``.
         num_rows: The part's rows with a target, if known (``fit_preprocessor`` returns them);
             ``None`` counts them with a pass over the target column. Defaults to ``None``.
+        shard: ``(process_id, num_processes)`` to keep only that process's rows, those of
+            ``shard_range(table.num_rows, process_id, num_processes)``, or ``None`` for all.
+            Defaults to ``None``.
 
     Raises:
         ValueError: If ``part`` or ``buffer_rows`` has a bad value.
@@ -585,11 +609,18 @@ class StreamSource:
 
     def __init__(self, table: StreamTable, preprocessor: Any, *, part: str,
                  valid_fraction: float, split_seed: int,
-                 buffer_rows: int = DEFAULT_BUFFER_ROWS, num_rows: int | None = None):
+                 buffer_rows: int = DEFAULT_BUFFER_ROWS, num_rows: int | None = None,
+                 shard: tuple[int, int] | None = None):
         if part not in ("train", "valid"):
             raise ValueError(f"`part` must be 'train' or 'valid'. Received: part={part!r}")
         self.table, self.preprocessor, self.part = table, preprocessor, part
         self.split = Split(valid_fraction, split_seed)
+        self.rows = (0, table.num_rows) if shard is None else shard_range(table.num_rows, *shard)
+        first, end = self.rows
+        # Positions of the pieces with rows in the range (all of them without a shard).
+        self.pieces = np.asarray([index for index, piece in enumerate(table.pieces)
+                                  if piece.first_row < end
+                                  and piece.first_row + piece.num_rows > first], dtype=np.int64)
         self.buffer_rows = check_int("buffer_rows", buffer_rows, minimum=1)
         self.target = preprocessor.target
         self.columns = list(preprocessor.input_columns) + (
@@ -625,22 +656,20 @@ class StreamSource:
         """Rows of the part that have a target."""
         if self._num_rows is None:
             read = None if self.target is None else [self.target]
-            self._num_rows = sum(
-                int(self.split.part(piece, frame, self.target, self.part == "valid").sum())
-                for piece, frame in self.table.frames(read)
-            )
+            self._num_rows = sum(int(self._mask(piece, frame).sum())
+                                 for piece, frame in self.table.frames(read, order=self.pieces))
         return self._num_rows
 
     def piece_order(self, epoch: int, seed: int | None) -> np.ndarray:
-        """The order the pieces are read in epoch ``epoch``."""
-        count = len(self.table.pieces)
+        """The order the pieces (positions in ``table.pieces``) are read in epoch ``epoch``."""
         if seed is None:
-            return np.arange(count)
-        return np.random.default_rng((seed, epoch)).permutation(count)
+            return self.pieces
+        return np.random.default_rng((seed, epoch)).permutation(self.pieces)
 
     def arrays(self, order: Sequence[int] | None = None) -> Iterator[tuple]:
-        """``(x, y)`` of each piece's rows of the part, transformed, in ``order``."""
-        for index in range(len(self.table.pieces)) if order is None else order:
+        """``(x, y)`` of each piece's rows of the part, transformed, in ``order`` (piece
+        positions; defaults to the source's pieces in file order)."""
+        for index in self.pieces if order is None else order:
             if index in self._cached:
                 if self._cached[index]:
                     yield self._load(index)
@@ -652,8 +681,17 @@ class StreamSource:
             if arrays is not None:
                 yield arrays
 
-    def _transformed(self, piece: Piece, frame: pd.DataFrame) -> tuple | None:
+    def _mask(self, piece: Piece, frame: pd.DataFrame) -> np.ndarray:
+        """Which of the piece's rows the source gives: in its part and range, with a target."""
         mask = self.split.part(piece, frame, self.target, self.part == "valid")
+        first, end = self.rows
+        if piece.first_row < first or piece.first_row + len(frame) > end:
+            rows = piece.first_row + np.arange(len(frame))
+            mask &= (rows >= first) & (rows < end)
+        return mask
+
+    def _transformed(self, piece: Piece, frame: pd.DataFrame) -> tuple | None:
+        mask = self._mask(piece, frame)
         if not mask.all():
             frame = frame.iloc[np.flatnonzero(mask)]
         if len(frame) == 0:
@@ -738,11 +776,14 @@ class StreamedData:
         train: The training rows.
         valid: The validation rows, or ``None`` when there are none.
         preprocessor: The fitted ``TabularPreprocessor``.
+        counts: Rows with a target of each part of the whole table, ``{"train": n,
+            "valid": m}`` (the sources of a shard hold fewer).
     """
 
     train: StreamSource
     valid: StreamSource | None
     preprocessor: Any
+    counts: dict[str, int]
 
     task = property(lambda self: self.preprocessor.task)
     num_features = property(lambda self: self.preprocessor.num_features)
@@ -755,15 +796,18 @@ class StreamedData:
 
     @property
     def rows(self) -> dict[str, int]:
-        """Rows of each part: ``{"train": n, "valid": m}``."""
-        return {"train": self.train.num_rows,
-                "valid": 0 if self.valid is None else self.valid.num_rows}
+        """Rows of each part of the whole table: ``{"train": n, "valid": m}``."""
+        return dict(self.counts)
 
 
 def prepare_stream(table: StreamTable, preprocessor: Any, *, valid_fraction: float, seed: int,
                    exclude: dict[Any, str] | None = None,
-                   buffer_rows: int = DEFAULT_BUFFER_ROWS, verbose: int = 0) -> StreamedData:
+                   buffer_rows: int = DEFAULT_BUFFER_ROWS, shard: tuple[int, int] | None = None,
+                   verbose: int = 0) -> StreamedData:
     """Fit ``preprocessor`` on ``table`` (``fit_preprocessor``) and return both parts as sources.
+
+    The statistics pass reads every row, so every process of a multi-process run fits the same
+    preprocessing; with ``shard`` the sources then give that process's rows only.
 
     Args:
         table: The table.
@@ -772,23 +816,36 @@ def prepare_stream(table: StreamTable, preprocessor: Any, *, valid_fraction: flo
         seed: Seed of the split.
         exclude: Columns left out, each with its reason. Defaults to ``None``.
         buffer_rows: Rows of each source's shuffle buffer. Defaults to ``DEFAULT_BUFFER_ROWS``.
+        shard: ``(process_id, num_processes)``, as for ``StreamSource``, or ``None`` for every
+            row. Defaults to ``None``.
         verbose: Show the statistics pass's progress on stderr. Defaults to ``0``.
 
     Returns:
         The ``StreamedData``.
 
     Raises:
-        DataError: If the data cannot be used, or the training part is empty.
+        DataError: If the data cannot be used, the training part is empty, or a process's
+            shard of it is (naming the process).
     """
     counts = fit_preprocessor(table, preprocessor, valid_fraction=valid_fraction, seed=seed,
                               exclude=exclude, verbose=verbose)
     if counts["train"] == 0:
         raise DataError(f"the training part of {table.path!r} is empty: every row is a "
                         "validation row or lacks a target. Use a smaller valid_fraction.")
-    options = dict(valid_fraction=valid_fraction, split_seed=seed, buffer_rows=buffer_rows)
-    train = StreamSource(table, preprocessor, part="train", num_rows=counts["train"], **options)
-    valid = None
-    if counts["valid"]:
-        valid = StreamSource(table, preprocessor, part="valid", num_rows=counts["valid"],
-                             **options)
-    return StreamedData(train, valid, preprocessor)
+    options = dict(valid_fraction=valid_fraction, split_seed=seed, buffer_rows=buffer_rows,
+                   shard=shard)
+    sharded = shard is not None and shard[1] > 1
+
+    def source(part: str) -> StreamSource:
+        made = StreamSource(table, preprocessor, part=part,
+                            num_rows=None if sharded else counts[part], **options)
+        if made.num_rows == 0:  # a shard of a non-empty part
+            first, end = made.rows
+            raise DataError(f"process {shard[0]} of {shard[1]} has no {part} rows of "
+                            f"{table.path!r} (its rows are {first} to {end - 1}): give fewer "
+                            "processes, or a table with more rows")
+        return made
+
+    train = source("train")
+    valid = source("valid") if counts["valid"] else None
+    return StreamedData(train, valid, preprocessor, counts)
