@@ -374,15 +374,22 @@ def test_fit_table_on_ray_trains_across_two_workers(tmp_path):
     from dlstructured import RunConfig, fit_table_on_ray
 
     frame = pd.read_csv(_table(tmp_path / "t.csv"))
+    folder = _parquet_folder(tmp_path / "t.csv", tmp_path / "parts")
+    config = RunConfig(model="dense", hidden_units=(8,), epochs=2, batch_size=32)
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+           "PYTHONPATH": _environment()["PYTHONPATH"]}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        result = fit_table_on_ray(
-            frame, "y", RunConfig(model="dense", hidden_units=(8,), epochs=2, batch_size=32),
-            num_workers=2, out=tmp_path / "out",
-            env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-                 "PYTHONPATH": _environment()["PYTHONPATH"]})
+        result = fit_table_on_ray(frame, "y", config, num_workers=2, out=tmp_path / "out",
+                                  env=env)
+        # a path every worker can read: a Parquet folder streams, each worker its own rows
+        streamed = fit_table_on_ray(str(folder), "y", config, num_workers=2,
+                                    out=tmp_path / "streamed", env=env)
     finally:
         ray.shutdown()
+    assert sum(streamed.summary["rows"].values()) == 203
+    assert streamed.summary["epochs_run"] == 2
+    assert len(streamed.model.predict(frame.head(4))) == 4
     assert result.num_workers == 2
     assert result.summary["rows"] == {"train": 142, "valid": 61}  # the whole table's rows
     assert result.summary["epochs_run"] == 2
