@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from dlstructured import _io
+from dlstructured._backend import saving_without_tensorflow
 from dlstructured._checks import check_float, check_int
 from dlstructured._safe_loading import check_config_is_safe, read_keras_config
 from dlstructured._threadsafe import predict_on_batch
@@ -365,7 +366,7 @@ class TabularModel(keras.Model):
             )
         if path.exists() and not overwrite:
             raise FileExistsError(f"{str(path)!r} exists and overwrite=False.")
-        with _io.atomic_path(path) as temporary:
+        with _io.atomic_path(path) as temporary, saving_without_tensorflow():
             super().save(temporary, overwrite=True, **kwargs)
 
     def __repr__(self) -> str:

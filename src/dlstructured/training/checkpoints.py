@@ -39,6 +39,7 @@ import keras
 import numpy as np
 
 from dlstructured import _io
+from dlstructured._backend import saving_without_tensorflow
 from dlstructured.errors import CheckpointError
 from dlstructured.training import parallel
 from dlstructured.training.state import TrainingState, restore_weights, snapshot_weights
@@ -83,7 +84,7 @@ def save_model_atomically(model: Any, path: str | os.PathLike) -> None:
     if path.suffix != ".keras":
         raise ValueError(f"`path` must end in .keras. Received: path={str(path)!r}")
     with (_io.atomic_path(path) as temporary, warnings.catch_warnings(),
-          parallel.outside_distribution()):
+          parallel.outside_distribution(), saving_without_tensorflow()):
         # Saving from inside `fit` on JAX makes Keras call NumPy's __array__ on its variables
         # the NumPy 1 way; NumPy 2's deprecation notice for it is Keras's to fix, not ours.
         warnings.filterwarnings("ignore", message=r"__array__ implementation doesn't accept",
